@@ -1,0 +1,33 @@
+"""tensorbridge: NumPy <-> PyTorch conversion with an explicit dtype policy and
+explicit copy-vs-share semantics.
+
+>>> import numpy as np, tensorbridge as tb
+>>> tb.to_tensor(np.arange(3.0)).dtype      # floating data becomes float32
+torch.float32
+"""
+
+from ._convert import shares_memory as shares_memory
+from ._convert import to_numpy as to_numpy
+from ._convert import to_tensor as to_tensor
+from ._dtypes import FLOAT32 as FLOAT32
+from ._dtypes import PRESERVE as PRESERVE
+from ._dtypes import DtypePolicy as DtypePolicy
+from ._errors import CastingError as CastingError
+from ._errors import ShareError as ShareError
+from ._errors import TensorBridgeError as TensorBridgeError
+from ._errors import UnsupportedDtypeError as UnsupportedDtypeError
+from ._version import __version__ as __version__
+
+__all__ = [
+    "FLOAT32",
+    "PRESERVE",
+    "CastingError",
+    "DtypePolicy",
+    "ShareError",
+    "TensorBridgeError",
+    "UnsupportedDtypeError",
+    "__version__",
+    "shares_memory",
+    "to_numpy",
+    "to_tensor",
+]

@@ -1,0 +1,516 @@
+"""Dtype tables, dtype policies and the casting rule.
+
+Every dtype either library knows is described once, at import time, by a
+``DType`` record: its canonical name, its kind, its torch and NumPy
+counterparts (either may be missing) and, for floating types, the exact shape
+of its number format. Everything else in tensorbridge looks dtypes up here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Final, Literal, TypeAlias, cast
+
+import numpy as np
+import torch
+
+from ._errors import CastingError, InvalidArgumentError, UnsupportedDtypeError
+
+__all__ = [
+    "FLOAT32",
+    "PRESERVE",
+    "Casting",
+    "DType",
+    "DTypeLike",
+    "DtypePolicy",
+    "check_cast",
+    "from_numpy_dtype",
+    "from_torch_dtype",
+    "ml_dtypes_module",
+    "resolve_dtype",
+]
+
+Casting: TypeAlias = Literal["no", "equiv", "safe", "same_kind", "unsafe"]
+CASTING_RULES: Final = ("no", "equiv", "safe", "same_kind", "unsafe")
+
+#: Anything that names a dtype: a torch dtype, a NumPy dtype or scalar type
+#: (ml_dtypes types included) or a name such as ``"bfloat16"``.
+DTypeLike: TypeAlias = "torch.dtype | np.dtype[Any] | type[Any] | str"
+
+
+def _import_ml_dtypes() -> ModuleType | None:
+    try:
+        return importlib.import_module("ml_dtypes")
+    except ImportError:
+        return None
+
+
+_ml_dtypes: Final = _import_ml_dtypes()
+
+
+def ml_dtypes_module() -> ModuleType | None:
+    """The imported ``ml_dtypes`` module, or None when the extra is not installed."""
+    return _ml_dtypes
+
+
+@dataclass(frozen=True, slots=True)
+class FloatFormat:
+    """The exact value set of a binary floating-point format.
+
+    ``digits`` counts the significand bits including the implicit one;
+    ``max_exponent`` is the exponent of the largest finite value and
+    ``min_exponent`` the exponent of the smallest positive (subnormal) value.
+    """
+
+    digits: int
+    max_exponent: int
+    min_exponent: int
+    has_inf: bool = True
+    has_negative_zero: bool = True
+    has_negative: bool = True
+    has_zero: bool = True
+
+    def holds(self, other: FloatFormat) -> bool:
+        """Whether every value of ``other`` is exactly a value of this format."""
+        return (
+            other.digits <= self.digits
+            and other.max_exponent <= self.max_exponent
+            and other.min_exponent >= self.min_exponent
+            and (self.has_inf or not other.has_inf)
+            and (self.has_negative_zero or not other.has_negative_zero)
+            and (self.has_negative or not other.has_negative)
+            and (self.has_zero or not other.has_zero)
+        )
+
+    def holds_integers(self, bits: int, signed: bool) -> bool:
+        """Whether every integer of ``bits`` magnitude bits is exactly a value."""
+        return (
+            bits <= self.digits
+            and bits <= self.max_exponent + 1
+            and (self.has_negative or not signed)
+            and self.has_zero
+        )
+
+
+def _longdouble_format() -> FloatFormat:
+    info = np.finfo(np.longdouble)
+    return FloatFormat(
+        digits=int(info.nmant) + 1,
+        max_exponent=int(info.maxexp) - 1,
+        min_exponent=int(info.minexp) - int(info.nmant),
+    )
+
+
+# The float8 formats are spelled out because torch.finfo misreports some of them
+# (float8_e5m2fnuz reports the epsilon of a 3-bit significand).
+_FORMATS: Final[dict[str, FloatFormat]] = {
+    "float16": FloatFormat(11, 15, -24),
+    "bfloat16": FloatFormat(8, 127, -133),
+    "float32": FloatFormat(24, 127, -149),
+    "float64": FloatFormat(53, 1023, -1074),
+    "longdouble": _longdouble_format(),
+    "float8_e4m3fn": FloatFormat(4, 8, -9, has_inf=False),
+    "float8_e5m2": FloatFormat(3, 15, -16),
+    "float8_e4m3fnuz": FloatFormat(4, 7, -10, has_inf=False, has_negative_zero=False),
+    "float8_e5m2fnuz": FloatFormat(3, 15, -17, has_inf=False, has_negative_zero=False),
+    "float8_e8m0fnu": FloatFormat(
+        1, 127, -127, has_inf=False, has_negative_zero=False, has_negative=False, has_zero=False
+    ),
+}
+
+# NumPy's order of kinds for "same_kind" casting: a cast may go up, never down.
+_KIND_ORDER: Final = {"b": 0, "u": 1, "i": 2, "f": 3, "c": 4}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DType:
+    """One dtype as tensorbridge sees it, with its counterpart on each side.
+
+    ``kind`` is NumPy's letter for numeric kinds (b, u, i, f, c), ``"q"`` for
+    torch's quantized dtypes and ``"x"`` for dtypes with no numeric meaning
+    here (str, object, datetime, structured, bit and sub-byte dtypes).
+    """
+
+    name: str
+    kind: str
+    itemsize: int
+    torch: torch.dtype | None
+    numpy: np.dtype[Any] | None
+    #: True when ``numpy`` is a dtype NumPy itself defines, so NumPy's own
+    #: casting tables apply (False for the ml_dtypes types).
+    numpy_builtin: bool = False
+    #: For types NumPy only knows through ml_dtypes: the unsigned-or-signed
+    #: integer dtypes of the same width that carry the bits across.
+    bits_torch: torch.dtype | None = None
+    bits_numpy: np.dtype[Any] | None = None
+    format: FloatFormat | None = None
+
+    def __repr__(self) -> str:
+        return f"DType({self.name})"
+
+    @property
+    def is_float(self) -> bool:
+        return self.kind == "f"
+
+    def component_format(self) -> FloatFormat | None:
+        """The format of a real value, or of one part of a complex value."""
+        if self.kind == "c":
+            return _FORMATS[_COMPLEX_PARTS[self.name]]
+        return self.format
+
+
+_COMPLEX_PARTS: Final = {
+    "complex32": "float16",
+    "complex64": "float32",
+    "complex128": "float64",
+    "clongdouble": "longdouble",
+}
+
+_BUILTIN_NAMES: Final = (
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+    "complex64",
+    "complex128",
+)
+_ML_NAMES: Final = (
+    "bfloat16",
+    "float8_e4m3fn",
+    "float8_e5m2",
+    "float8_e4m3fnuz",
+    "float8_e5m2fnuz",
+    "float8_e8m0fnu",
+)
+_QUANTIZED_NAMES: Final = ("qint8", "quint8", "qint32", "quint4x2", "quint2x4")
+
+_BY_NAME: dict[str, DType] = {}
+_BY_TORCH: dict[torch.dtype, DType] = {}
+_BY_NUMPY: dict[np.dtype[Any], DType] = {}
+
+
+def _register(record: DType) -> DType:
+    _BY_NAME[record.name] = record
+    if record.torch is not None:
+        _BY_TORCH[record.torch] = record
+    if record.numpy is not None:
+        _BY_NUMPY[record.numpy] = record
+    return record
+
+
+def _build_tables() -> None:
+    for name in _BUILTIN_NAMES:
+        np_dtype = np.dtype(name)
+        _register(
+            DType(
+                name=name,
+                kind=np_dtype.kind,
+                itemsize=np_dtype.itemsize,
+                torch=getattr(torch, name),
+                numpy=np_dtype,
+                numpy_builtin=True,
+                format=_FORMATS.get(name),
+            )
+        )
+    for name in ("longdouble", "clongdouble"):
+        np_dtype = np.dtype(name)
+        _register(
+            DType(
+                name=name,
+                kind=np_dtype.kind,
+                itemsize=np_dtype.itemsize,
+                torch=None,
+                numpy=np_dtype,
+                numpy_builtin=True,
+                format=_FORMATS.get(name),
+            )
+        )
+    for name in _ML_NAMES:
+        torch_dtype = getattr(torch, name, None)
+        ml_type = getattr(_ml_dtypes, name, None) if _ml_dtypes is not None else None
+        if torch_dtype is None:
+            continue
+        itemsize = torch_dtype.itemsize
+        _register(
+            DType(
+                name=name,
+                kind="f",
+                itemsize=itemsize,
+                torch=torch_dtype,
+                numpy=np.dtype(ml_type) if ml_type is not None else None,
+                bits_torch=torch.int16 if itemsize == 2 else torch.uint8,
+                bits_numpy=np.dtype(np.int16) if itemsize == 2 else np.dtype(np.uint8),
+                format=_FORMATS[name],
+            )
+        )
+    _register(DType("complex32", "c", 4, torch.complex32, None))
+    for name in _QUANTIZED_NAMES:
+        torch_dtype = getattr(torch, name, None)
+        if torch_dtype is not None:
+            _register(DType(name, "q", torch_dtype.itemsize, torch_dtype, None))
+    # Whatever else torch defines (bits8, uint1..7, int1..7, float4_e2m1fn_x2, ...)
+    # exists only as storage: no arithmetic, no casts, no NumPy counterpart.
+    for attribute in dir(torch):
+        value = getattr(torch, attribute)
+        if isinstance(value, torch.dtype) and value not in _BY_TORCH:
+            name = str(value).removeprefix("torch.")
+            _register(DType(name, "x", value.itemsize, value, None))
+
+
+_build_tables()
+
+_BOOL: Final = _BY_NAME["bool"]
+_INT64: Final = _BY_NAME["int64"]
+_FLOAT32: Final = _BY_NAME["float32"]
+_FLOAT64: Final = _BY_NAME["float64"]
+_COMPLEX64: Final = _BY_NAME["complex64"]
+_COMPLEX128: Final = _BY_NAME["complex128"]
+
+
+def from_torch_dtype(dtype: torch.dtype) -> DType:
+    """The record of a torch dtype (every torch dtype has one)."""
+    record = _BY_TORCH.get(dtype)
+    if record is None:
+        record = _register(DType(str(dtype).removeprefix("torch."), "x", dtype.itemsize, dtype, None))
+    return record
+
+
+def from_numpy_dtype(dtype: np.dtype[Any]) -> DType:
+    """The record of a NumPy dtype; non-native byte order maps to the native type."""
+    record = _BY_NUMPY.get(dtype)
+    if record is not None:
+        return record
+    if not dtype.isnative:
+        return from_numpy_dtype(dtype.newbyteorder("="))
+    if dtype.kind in "biufc":
+        # Aliases such as np.dtype("q") vs np.dtype("l") compare equal but may
+        # hash apart on some platforms: look them up by kind and size instead.
+        for record in _BY_NUMPY.values():
+            if record.numpy is not None and record.numpy_builtin and record.numpy == dtype:
+                return record
+    return DType(str(dtype), "x", dtype.itemsize, None, dtype)
+
+
+_DTYPE_CACHE: dict[object, DType] = {}
+
+
+def resolve_dtype(dtype: object) -> DType:
+    """Turn any dtype-like value into its record.
+
+    Raises:
+        InvalidArgumentError: for an unknown name or a value that is no dtype.
+    """
+    try:
+        return _DTYPE_CACHE[dtype]
+    except (KeyError, TypeError):
+        pass
+    record = _resolve_uncached(dtype)
+    try:
+        _DTYPE_CACHE[dtype] = record
+    except TypeError:
+        pass
+    return record
+
+
+def _resolve_uncached(dtype: object) -> DType:
+    if isinstance(dtype, torch.dtype):
+        return from_torch_dtype(dtype)
+    if isinstance(dtype, DtypePolicy):
+        raise InvalidArgumentError(
+            "a DtypePolicy cannot be used here; pass it as dtype= to to_tensor or to_numpy"
+        )
+    if isinstance(dtype, str):
+        name = dtype.removeprefix("torch.")
+        if name in _BY_NAME:
+            return _BY_NAME[name]
+        try:
+            np_dtype = np.dtype(name)
+        except TypeError:
+            torch_dtype = getattr(torch, name, None)
+            if isinstance(torch_dtype, torch.dtype):
+                return from_torch_dtype(torch_dtype)
+            raise InvalidArgumentError(
+                f"unknown dtype name {dtype!r}; use a NumPy or torch dtype name such as "
+                "'float32', 'int64', 'bfloat16' or 'complex64'"
+            ) from None
+        return from_numpy_dtype(np_dtype)
+    if dtype is None:
+        raise InvalidArgumentError(
+            "dtype=None is not a dtype; pass dtype=tb.PRESERVE to keep every dtype as it is"
+        )
+    try:
+        np_dtype = np.dtype(cast(Any, dtype))
+    except TypeError:
+        raise InvalidArgumentError(
+            f"dtype={dtype!r} is not a dtype; pass a torch dtype, a NumPy dtype or scalar "
+            "type, a dtype name string, or a tb.DtypePolicy"
+        ) from None
+    return from_numpy_dtype(np_dtype)
+
+
+@dataclass(frozen=True, slots=True)
+class DtypePolicy:
+    """Which dtype each kind of input becomes when no concrete dtype is asked for.
+
+    A field left ``None`` keeps that kind of data as it is. Bool and integer
+    data are always kept. The two ready-made policies are ``FLOAT32`` (the
+    default: real floating data becomes float32, complex data complex64) and
+    ``PRESERVE`` (every dtype is kept exactly).
+
+    Args:
+        floating: the dtype for every real floating input (float16, bfloat16,
+            the float8 types, float32, float64, longdouble).
+        complex: the dtype for every complex input (complex32, complex64,
+            complex128, clongdouble).
+
+    >>> import tensorbridge as tb, numpy as np
+    >>> half = tb.DtypePolicy(floating="float16")
+    >>> tb.to_tensor(np.ones(2), dtype=half).dtype
+    torch.float16
+    """
+
+    floating: DTypeLike | None = None
+    complex: DTypeLike | None = None
+    _floating: DType | None = dataclasses.field(init=False, repr=False, compare=False)
+    _complex: DType | None = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for field in ("floating", "complex"):
+            value = getattr(self, field)
+            record = None if value is None else resolve_dtype(value)
+            if record is not None and record.kind not in _KIND_ORDER:
+                raise UnsupportedDtypeError(
+                    f"DtypePolicy({field}={value!r}): {record.name} is not a numeric dtype "
+                    "that data can be cast to"
+                )
+            object.__setattr__(self, "_" + field, record)
+
+    def apply(self, source: DType) -> DType:
+        """The result dtype this policy gives for data of dtype ``source``."""
+        if source.kind == "f":
+            return self._floating or source
+        if source.kind == "c":
+            return self._complex or source
+        return source
+
+    def __repr__(self) -> str:
+        if self is FLOAT32:
+            return "tb.FLOAT32"
+        if self is PRESERVE:
+            return "tb.PRESERVE"
+        return f"DtypePolicy(floating={self.floating!r}, complex={self.complex!r})"
+
+
+FLOAT32: Final = DtypePolicy(floating="float32", complex="complex64")
+"""The default policy: real floating data becomes float32, complex data complex64."""
+
+PRESERVE: Final = DtypePolicy()
+"""Keep every dtype exactly; a dtype the target side cannot hold raises."""
+
+
+def policy_name(policy: DtypePolicy) -> str:
+    return repr(policy)
+
+
+def can_cast(source: DType, target: DType, casting: Casting) -> bool:
+    """NumPy's ``np.can_cast`` extended to bfloat16, the float8 types and complex32."""
+    if source is target or casting == "unsafe":
+        return True
+    if casting in ("no", "equiv"):
+        return False
+    if (
+        source.numpy_builtin
+        and target.numpy_builtin
+        and source.numpy is not None
+        and target.numpy is not None
+    ):
+        return bool(np.can_cast(source.numpy, target.numpy, casting))
+    if _safe(source, target):
+        return True
+    return casting == "same_kind" and _KIND_ORDER[source.kind] <= _KIND_ORDER[target.kind]
+
+
+def _safe(source: DType, target: DType) -> bool:
+    target_format = target.component_format()
+    if source.kind == "b":
+        return target_format is None or target_format.has_zero
+    if target_format is None:
+        # Between integer and bool types NumPy's own tables have decided already.
+        return False
+    if source.kind in "ui":
+        bits = 8 * source.itemsize - (source.kind == "i")
+        return target_format.holds_integers(bits, signed=source.kind == "i")
+    source_format = source.component_format()
+    if source_format is None or (source.kind == "c" and target.kind != "c"):
+        return False
+    return target_format.holds(source_format)
+
+
+def check_cast(source: DType, target: DType, casting: str) -> None:
+    """Raise unless ``casting`` allows turning ``source`` data into ``target``.
+
+    Raises:
+        UnsupportedDtypeError: one side is no numeric dtype torch or NumPy can cast.
+        CastingError: the rule forbids the cast.
+    """
+    if source is target:
+        return
+    if source.kind not in _KIND_ORDER and source.kind != "q":
+        raise UnsupportedDtypeError(
+            f"cannot convert {source.name} data to {target.name}: {source.name} has no "
+            "numeric values to cast; convert it yourself (for example with astype) first"
+        )
+    if target.kind not in _KIND_ORDER:
+        raise UnsupportedDtypeError(
+            f"cannot cast {source.name} data to {target.name}: {target.name} is a storage-only "
+            "dtype with no conversion; pick a numeric dtype"
+        )
+    if source.kind == "q":
+        allowed = target.kind in "fc" and casting in ("same_kind", "unsafe")
+    else:
+        allowed = can_cast(source, target, cast(Casting, casting))
+    if not allowed:
+        hint = (
+            "; pass casting='unsafe' if that is what you meant"
+            if casting != "unsafe"
+            else ""
+        )
+        raise CastingError(
+            f"cannot cast {source.name} to {target.name} under the casting rule "
+            f"casting={casting!r}{hint}"
+        )
+
+
+def check_casting_value(casting: object) -> None:
+    if casting not in CASTING_RULES:
+        raise InvalidArgumentError(
+            f"casting={casting!r} is not a casting rule; use one of "
+            "'no', 'equiv', 'safe', 'same_kind' (the default) or 'unsafe'"
+        )
+
+
+def scalar_dtype(value: bool | int | float | complex) -> DType:
+    """The dtype a Python scalar starts as, before the policy."""
+    if isinstance(value, bool):
+        return _BOOL
+    if isinstance(value, int):
+        return _INT64
+    if isinstance(value, float):
+        return _FLOAT64
+    return _COMPLEX128
+
+
+def all_dtypes() -> list[DType]:
+    """Every known dtype, in a stable order (for the report and tests)."""
+    return list(_BY_NAME.values())
