@@ -182,7 +182,8 @@ def assert_same_values(result: Any, expected: np.ndarray) -> None:
 
 def _isnan_bits(b: np.ndarray, dt: np.dtype[Any]) -> np.ndarray:
     part = np.dtype(f"f{dt.itemsize // 2}") if dt.kind == "c" else dt.newbyteorder("=")
-    return np.isnan(b.view(part).astype(np.float64))
+    with np.errstate(all="ignore"):
+        return np.isnan(b.view(part).astype(np.float64))
 
 
 def as_float32(a: np.ndarray) -> np.ndarray:
@@ -400,3 +401,13 @@ def tensors(
         if draw(st.booleans(), label="transpose"):
             view = view.permute(*draw(st.permutations(range(view.ndim))))
     return view
+
+
+def numpy_copy_of(t: torch.Tensor) -> np.ndarray:
+    """A NumPy array with exactly the bits and the NumPy dtype of ``t`` (via torch only)."""
+    dt = numpy_dtype(t.dtype)
+    b = torch_bits(t)
+    if dt.kind == "c":
+        part = np.dtype(f"f{dt.itemsize // 2}")
+        return np.ascontiguousarray(b.view(part)).view(dt).reshape(tuple(t.shape))
+    return b.view(dt)

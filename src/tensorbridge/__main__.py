@@ -59,7 +59,9 @@ def _table(rows: list[tuple[str, ...]]) -> list[str]:
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     lines = []
     for index, row in enumerate(rows):
-        lines.append("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+        lines.append(
+            "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        )
         if index == 0:
             lines.append("  " + "  ".join("-" * width for width in widths))
     return [line.rstrip() for line in lines]
@@ -86,7 +88,9 @@ def report() -> str:
         "CUDA",
     ]
     if torch.cuda.is_available():
-        lines.append(f"  available  yes (CUDA {torch.version.cuda}, {torch.cuda.device_count()} device(s))")
+        lines.append(
+            f"  available  yes (CUDA {torch.version.cuda}, {torch.cuda.device_count()} device(s))"
+        )
         for index in range(torch.cuda.device_count()):
             lines.append(f"  cuda:{index}     {torch.cuda.get_device_name(index)}")
     else:
@@ -96,8 +100,12 @@ def report() -> str:
         # Creating complex32 samples makes torch warn that ComplexHalf is
         # experimental; the report is the process here, so it may say so quietly.
         warnings.simplefilter("ignore")
-        numpy_rows: list[tuple[str, ...]] = [("numpy dtype", "to_tensor default (FLOAT32)", "to_tensor PRESERVE")]
-        torch_rows: list[tuple[str, ...]] = [("torch dtype", "to_numpy default (FLOAT32)", "to_numpy PRESERVE")]
+        numpy_rows: list[tuple[str, ...]] = [
+            ("numpy dtype", "to_tensor default (FLOAT32)", "to_tensor PRESERVE")
+        ]
+        torch_rows: list[tuple[str, ...]] = [
+            ("torch dtype", "to_numpy default (FLOAT32)", "to_numpy PRESERVE")
+        ]
         for record in all_dtypes():
             if record.numpy is not None:
                 numpy_rows.append(
@@ -109,7 +117,11 @@ def report() -> str:
                     torch_rows.append((str(record.torch), "(torch cannot create it)", ""))
                 else:
                     torch_rows.append(
-                        (str(record.torch), _torch_row(sample, FLOAT32), _torch_row(sample, PRESERVE))
+                        (
+                            str(record.torch),
+                            _torch_row(sample, FLOAT32),
+                            _torch_row(sample, PRESERVE),
+                        )
                     )
 
     lines += ["", "NumPy -> torch (a 3-element array of each dtype)"]

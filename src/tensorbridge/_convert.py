@@ -14,16 +14,18 @@ from typing import Any, Final, TypeVar, overload
 import numpy as np
 import numpy.typing as npt
 import torch
+from torch.utils.dlpack import from_dlpack as _torch_from_dlpack
 from typing_extensions import TypeIs
 
 from ._device import CPU, move, parse_device, same_device
 from ._dtypes import (
-    CASTING_RULES,
     FLOAT32,
     Casting,
     DType,
     DTypeLike,
     DtypePolicy,
+    cast_array,
+    cast_tensor,
     check_cast,
     check_casting_value,
     from_numpy_dtype,
@@ -41,7 +43,12 @@ __all__ = ["shares_memory", "to_numpy", "to_tensor"]
 
 _S = TypeVar("_S", bound=np.generic)
 
-_CASTING_RULES: Final = frozenset(CASTING_RULES)
+# Hot-path constants. Any other spelling of "same_kind" (a string built at run
+# time) is still accepted: it only takes the general path.
+_SAME_KIND: Final = "same_kind"
+_ndarray: Final = np.ndarray
+_Tensor: Final = torch.Tensor
+_NUMPY_FLOAT32: Final = np.dtype(np.float32)
 
 # The dtypes the default policy keeps as they are, on each side: the hot paths
 # only need one set lookup to know that no cast is asked for.
@@ -52,9 +59,6 @@ _FLOAT32_KEEPS_NUMPY: Final = frozenset(
         "float32", "complex64",
     )
 )  # fmt: skip
-_FLOAT32_KEEPS_TORCH: Final = frozenset(
-    getattr(torch, str(dtype)) for dtype in _FLOAT32_KEEPS_NUMPY
-)
 
 
 def is_tensor(value: object) -> TypeIs[torch.Tensor]:
@@ -115,13 +119,13 @@ def to_tensor(
     np.float64(7.0)
     """
     if (
-        type(data) is np.ndarray
+        type(data) is _ndarray
         and dtype is FLOAT32
         and device is None
+        and casting is _SAME_KIND
         and (copy is None or copy is False)
-        and data.dtype in _FLOAT32_KEEPS_NUMPY
+        and ((kept := data.dtype) is _NUMPY_FLOAT32 or kept in _FLOAT32_KEEPS_NUMPY)
         and data.flags.writeable
-        and casting in _CASTING_RULES
     ):
         try:
             return torch.from_numpy(data)
@@ -136,10 +140,10 @@ def _to_tensor(
     _check_copy(copy)
     check_casting_value(casting)
     target_device = parse_device(device)
-    source, fresh = _coerce(data, "to_tensor")
+    source, unshareable, owned = _coerce(data, "to_tensor")
     if is_tensor(source):
         return _tensor_to_tensor(source, dtype, target_device, copy, str(casting))
-    return _array_to_tensor(source, dtype, target_device, copy, str(casting), fresh)
+    return _array_to_tensor(source, dtype, target_device, copy, str(casting), unshareable, owned)
 
 
 def _array_to_tensor(
@@ -148,7 +152,8 @@ def _array_to_tensor(
     device: torch.device | None,
     copy: object,
     casting: str,
-    fresh: str | None,
+    unshareable: str | None,
+    owned: bool,
 ) -> torch.Tensor:
     source = from_numpy_dtype(array.dtype)
     target = _result_dtype(source, dtype)
@@ -156,7 +161,7 @@ def _array_to_tensor(
         raise _no_torch_dtype(target, source, dtype)
     check_cast(source, target, casting)
     on_cpu = device is None or device.type == "cpu"
-    reason = fresh or _array_share_blocker(array, source, target, dtype)
+    reason = unshareable or _array_share_blocker(array, source, target, dtype)
     if reason is None and not on_cpu:
         reason = f"the result goes to {device}, and NumPy memory is CPU memory"
     if reason is None and not array.flags.writeable:
@@ -170,8 +175,8 @@ def _array_to_tensor(
         raise _share_error(reason)
     if reason is None and copy is not True:
         return _share_ndarray(array, target)
-    if fresh is not None and target is source and array.dtype.isnative and on_cpu:
-        return _share_ndarray(array, target)  # the memory is ours already
+    if owned and target is source and on_cpu:
+        return _share_ndarray(array, target)  # the memory is new already
     if not on_cpu:
         assert device is not None
         if source.torch is not None and array.dtype.isnative and target is not source:
@@ -229,14 +234,14 @@ def _copy_to_tensor(array: npt.NDArray[Any], source: DType, target: DType) -> to
     (complex32, or bfloat16 and float8 without ml_dtypes).
     """
     if target.numpy is not None:
-        return _share_ndarray(array.astype(target.numpy, order="C", casting="unsafe"), target)
+        return _share_ndarray(cast_array(array, target), target)
     assert target.torch is not None
     if source.torch is None:
         # longdouble into a torch-only dtype: float64 is the widest type torch reads.
         array = array.astype(np.complex128 if source.kind == "c" else np.float64)
         source = from_numpy_dtype(array.dtype)
     staged = _share_ndarray(_writable_native(array, source), source)
-    return staged.to(dtype=target.torch, memory_format=torch.contiguous_format)
+    return cast_tensor(staged, target)
 
 
 def _share_ndarray(array: npt.NDArray[Any], dtype: DType) -> torch.Tensor:
@@ -277,8 +282,7 @@ def _tensor_to_tensor(
         source = from_torch_dtype(tensor.dtype)
     if moves:
         return move(tensor, source, target, target_device)
-    assert target.torch is not None
-    return tensor.to(dtype=target.torch, memory_format=torch.contiguous_format)
+    return cast_tensor(tensor, target)
 
 
 # --------------------------------------------------------------------------- #
@@ -346,27 +350,30 @@ def to_numpy(
     dtype('float32')
     """
     if (
-        type(data) is torch.Tensor
+        type(data) is _Tensor
         and dtype is FLOAT32
+        and casting is _SAME_KIND
         and (copy is None or copy is False)
-        and data.dtype in _FLOAT32_KEEPS_TORCH
-        and casting in _CASTING_RULES
     ):
         try:
-            # numpy() itself refuses grad, conj/neg bits, other devices, layouts.
-            return data.numpy()
+            # numpy() itself refuses grad, conj/neg bits, other devices and layouts,
+            # and reading the array's dtype is cheaper than reading the tensor's.
+            array = data.numpy()
         except (RuntimeError, TypeError):
             pass
+        else:
+            if (kept := array.dtype) is _NUMPY_FLOAT32 or kept in _FLOAT32_KEEPS_NUMPY:
+                return array
     return _to_numpy(data, dtype, copy, casting)
 
 
 def _to_numpy(data: object, dtype: object, copy: object, casting: object) -> npt.NDArray[Any]:
     _check_copy(copy)
     check_casting_value(casting)
-    source, fresh = _coerce(data, "to_numpy")
+    source, unshareable, owned = _coerce(data, "to_numpy")
     if is_tensor(source):
         return _tensor_to_numpy(source, dtype, copy, str(casting))
-    return _array_to_numpy(source, dtype, copy, str(casting), fresh)
+    return _array_to_numpy(source, dtype, copy, str(casting), unshareable, owned)
 
 
 def _tensor_to_numpy(
@@ -416,7 +423,7 @@ def _copy_tensor_to_numpy(tensor: torch.Tensor, source: DType, target: DType) ->
     if tensor.device.type != "cpu":
         # Narrow on the device so the bus carries the small dtype; widen on the host.
         if target.torch is not None and target.itemsize <= source.itemsize:
-            tensor = tensor.to(dtype=target.torch)
+            tensor = cast_tensor(tensor, target)
             source = target
         tensor = tensor.to(CPU, memory_format=torch.contiguous_format)
         host = _share_tensor(tensor, source)
@@ -426,29 +433,33 @@ def _copy_tensor_to_numpy(tensor: torch.Tensor, source: DType, target: DType) ->
         tensor = tensor.resolve_conj().resolve_neg()
         if source.numpy is None:
             # complex32 (or bfloat16/float8 without ml_dtypes): widen exactly in torch first.
-            wide = torch.complex64 if source.kind == "c" else torch.float32
-            tensor = tensor.to(dtype=wide)
-            source = from_torch_dtype(wide)
+            source = from_torch_dtype(torch.complex64 if source.kind == "c" else torch.float32)
+            tensor = cast_tensor(tensor, source)
         host = _share_tensor(tensor, source)
-    return host.astype(target.numpy, order="C", casting="unsafe")
+    return cast_array(host, target)
 
 
 def _array_to_numpy(
-    array: npt.NDArray[Any], dtype: object, copy: object, casting: str, fresh: str | None
+    array: npt.NDArray[Any],
+    dtype: object,
+    copy: object,
+    casting: str,
+    unshareable: str | None,
+    owned: bool,
 ) -> npt.NDArray[Any]:
     source = from_numpy_dtype(array.dtype)
     target = _result_dtype(source, dtype)
     if target.numpy is None:
         raise _no_numpy_dtype(target, source, dtype)
     check_cast(source, target, casting)
-    reason = fresh or _array_share_blocker(array, source, target, dtype)
+    reason = unshareable or _array_share_blocker(array, source, target, dtype)
     if reason is not None and copy is False:
         raise _share_error(reason)
     if reason is None and copy is not True:
         return array
-    if fresh is not None and target is source and array.dtype.isnative:
-        return array
-    return array.astype(target.numpy, order="C", casting="unsafe")
+    if owned and target is source:
+        return array  # the memory is new already
+    return cast_array(array, target)
 
 
 # --------------------------------------------------------------------------- #
@@ -456,28 +467,38 @@ def _array_to_numpy(
 # --------------------------------------------------------------------------- #
 
 
-def _coerce(data: object, function: str) -> tuple[torch.Tensor | npt.NDArray[Any], str | None]:
+def _coerce(
+    data: object, function: str
+) -> tuple[torch.Tensor | npt.NDArray[Any], str | None, bool]:
     """Turn any accepted input into an ndarray or tensor.
 
-    Returns the array or tensor and, when its memory is new (so the result can
-    never share with ``data``), the reason to give under ``copy=False``.
+    Returns the array or tensor; the reason the result can never share memory
+    with ``data`` (to give under ``copy=False``), or None; and whether the
+    returned array's memory is new, made here, so a result may wrap it as is.
     """
     if isinstance(data, torch.Tensor):
-        return data, None
+        return data, None, False
     if isinstance(data, np.ndarray):
         if isinstance(data, np.ma.MaskedArray):
-            return _unmask(data), "masked arrays are never shared (the mask has no counterpart)"
-        if type(data) is not np.ndarray:
-            return np.asarray(data), None
-        return data, None
+            return _unmask(data), _MASKED, False
+        return np.asarray(data), None, False  # a base-class view of any subclass
     if isinstance(data, (bool, int, float, complex)):
-        return _python_scalar(data), f"a Python {type(data).__name__} is not an array, " + (
-            "so its value always goes into new memory"
+        return (
+            _python_scalar(data),
+            (
+                f"a Python {type(data).__name__} is not an array, so its value always goes into "
+                "new memory"
+            ),
+            True,
         )
     if isinstance(data, np.generic):
-        return np.asarray(data), (
-            f"a NumPy scalar ({type(data).__name__}) has no memory to share; "
-            "its value always goes into new memory"
+        return (
+            np.asarray(data),
+            (
+                f"a NumPy scalar ({type(data).__name__}) has no memory to share; "
+                "its value always goes into new memory"
+            ),
+            True,
         )
     if isinstance(data, (str, bytes)):
         raise InvalidInputError(
@@ -495,9 +516,9 @@ def _coerce(data: object, function: str) -> tuple[torch.Tensor | npt.NDArray[Any
             "data; convert each value, or the whole batch with tree_to_tensor/tree_to_numpy"
         )
     if hasattr(data, "__dlpack__") and hasattr(data, "__dlpack_device__"):
-        return _from_dlpack(data, function), None
+        return _from_dlpack(data, function), None, False
     if hasattr(data, "__array_interface__") or hasattr(data, "__array_struct__"):
-        return np.asarray(data), None
+        return np.asarray(data), None, False
     if hasattr(data, "__array__"):
         return _from_array_protocol(data, function)
     try:
@@ -506,16 +527,20 @@ def _coerce(data: object, function: str) -> tuple[torch.Tensor | npt.NDArray[Any
         pass
     else:
         try:
-            return np.asarray(view), None
+            return np.asarray(view), None, False
         except (TypeError, ValueError) as error:
             raise InvalidInputError(
                 f"{function} received a {type(data).__name__} whose buffer NumPy cannot read "
                 f"({error}); pass an ndarray instead"
             ) from None
     if isinstance(data, (list, tuple)):
-        return _sequence(data, function), (
-            f"a Python {type(data).__name__} is not an array, so its values always go "
-            "into new memory"
+        return (
+            _sequence(data, function),
+            (
+                f"a Python {type(data).__name__} is not an array, so its values always go "
+                "into new memory"
+            ),
+            True,
         )
     raise InvalidInputError(
         f"{function} received a {type(data).__name__}, which is not array data; pass an "
@@ -524,8 +549,11 @@ def _coerce(data: object, function: str) -> tuple[torch.Tensor | npt.NDArray[Any
     )
 
 
+_MASKED: Final = "masked arrays are never shared (a tensor has no place for the mask)"
+
+
 def _unmask(array: np.ma.MaskedArray[Any, Any]) -> npt.NDArray[Any]:
-    masked = int(np.ma.count_masked(array))
+    masked = int(np.count_nonzero(np.ma.getmaskarray(array)))
     if masked:
         raise InvalidArgumentError(
             f"the masked array has {masked} masked element(s), and neither a tensor nor a "
@@ -586,16 +614,14 @@ def _from_dlpack(data: Any, function: str) -> torch.Tensor | npt.NDArray[Any]:
         device_type, _ = data.__dlpack_device__()
         if int(device_type) == 1:  # kDLCPU: NumPy keeps the read-only flag, torch would not
             return np.from_dlpack(data)
-        return torch.from_dlpack(data)
+        return _torch_from_dlpack(data)
     except (BufferError, RuntimeError, TypeError, ValueError) as error:
         raise InvalidInputError(
             f"{function} could not import the {type(data).__name__} through DLPack ({error})"
         ) from None
 
 
-def _from_array_protocol(
-    data: Any, function: str
-) -> tuple[npt.NDArray[Any], str | None]:
+def _from_array_protocol(data: Any, function: str) -> tuple[npt.NDArray[Any], str | None, bool]:
     try:
         array = np.asarray(data)
     except (TypeError, ValueError, RuntimeError) as error:
@@ -607,7 +633,7 @@ def _from_array_protocol(
         raise InvalidInputError(
             f"{function} got no numeric array from the {type(data).__name__}'s __array__"
         )
-    return array, None
+    return array, None, False
 
 
 def _short(value: str | bytes) -> str:
@@ -733,8 +759,7 @@ def _memory(value: object, name: str) -> tuple[torch.device, npt.NDArray[Any] | 
             return value.device, None
         return value.device, np.asarray(_Extent(value))
     raise InvalidInputError(
-        f"shares_memory: {name} is a {type(value).__name__}; pass an np.ndarray or a "
-        "torch.Tensor"
+        f"shares_memory: {name} is a {type(value).__name__}; pass an np.ndarray or a torch.Tensor"
     )
 
 

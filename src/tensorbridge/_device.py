@@ -6,7 +6,7 @@ from typing import Final, TypeAlias
 
 import torch
 
-from ._dtypes import DType, can_cast
+from ._dtypes import DType, can_cast, cast_tensor
 from ._errors import InvalidArgumentError
 
 __all__ = ["CPU", "DeviceLike", "is_cpu", "move", "parse_device"]
@@ -93,12 +93,11 @@ def move(tensor: torch.Tensor, source: DType, target: DType, device: torch.devic
     bus never carries more bytes than the result has. The result is always new,
     C-contiguous memory.
     """
-    target_dtype = target.torch
-    assert target_dtype is not None
-    if target is not source and target.itemsize > source.itemsize and can_cast(
-        source, target, "safe"
+    if (
+        target is not source
+        and target.itemsize > source.itemsize
+        and can_cast(source, target, "safe")
     ):
         moved = tensor.to(device=device, memory_format=torch.contiguous_format)
-        return moved.to(dtype=target_dtype, memory_format=torch.contiguous_format)
-    casted = tensor.to(dtype=target_dtype, memory_format=torch.contiguous_format)
-    return casted.to(device=device, memory_format=torch.contiguous_format)
+        return cast_tensor(moved, target)
+    return cast_tensor(tensor, target).to(device=device, memory_format=torch.contiguous_format)

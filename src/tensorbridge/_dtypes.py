@@ -8,6 +8,7 @@ of its number format. Everything else in tensorbridge looks dtypes up here.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from types import ModuleType
 from typing import Any, Final, Literal, TypeAlias, cast
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from ._errors import CastingError, InvalidArgumentError, UnsupportedDtypeError
@@ -26,6 +28,8 @@ __all__ = [
     "DType",
     "DTypeLike",
     "DtypePolicy",
+    "cast_array",
+    "cast_tensor",
     "check_cast",
     "from_numpy_dtype",
     "from_torch_dtype",
@@ -33,6 +37,7 @@ __all__ = [
     "resolve_dtype",
 ]
 
+TorchDType: TypeAlias = torch.dtype  # for annotations inside DType, whose field is named torch
 Casting: TypeAlias = Literal["no", "equiv", "safe", "same_kind", "unsafe"]
 CASTING_RULES: Final = ("no", "equiv", "safe", "same_kind", "unsafe")
 
@@ -137,14 +142,14 @@ class DType:
     name: str
     kind: str
     itemsize: int
-    torch: torch.dtype | None
+    torch: TorchDType | None
     numpy: np.dtype[Any] | None
     #: True when ``numpy`` is a dtype NumPy itself defines, so NumPy's own
     #: casting tables apply (False for the ml_dtypes types).
     numpy_builtin: bool = False
     #: For types NumPy only knows through ml_dtypes: the unsigned-or-signed
     #: integer dtypes of the same width that carry the bits across.
-    bits_torch: torch.dtype | None = None
+    bits_torch: TorchDType | None = None
     bits_numpy: np.dtype[Any] | None = None
     format: FloatFormat | None = None
 
@@ -282,7 +287,9 @@ def from_torch_dtype(dtype: torch.dtype) -> DType:
     """The record of a torch dtype (every torch dtype has one)."""
     record = _BY_TORCH.get(dtype)
     if record is None:
-        record = _register(DType(str(dtype).removeprefix("torch."), "x", dtype.itemsize, dtype, None))
+        record = _register(
+            DType(str(dtype).removeprefix("torch."), "x", dtype.itemsize, dtype, None)
+        )
     return record
 
 
@@ -316,10 +323,8 @@ def resolve_dtype(dtype: object) -> DType:
     except (KeyError, TypeError):
         pass
     record = _resolve_uncached(dtype)
-    try:
+    with contextlib.suppress(TypeError):  # unhashable dtype-likes are not cached
         _DTYPE_CACHE[dtype] = record
-    except TypeError:
-        pass
     return record
 
 
@@ -481,15 +486,40 @@ def check_cast(source: DType, target: DType, casting: str) -> None:
     else:
         allowed = can_cast(source, target, cast(Casting, casting))
     if not allowed:
-        hint = (
-            "; pass casting='unsafe' if that is what you meant"
-            if casting != "unsafe"
-            else ""
-        )
+        hint = "; pass casting='unsafe' if that is what you meant" if casting != "unsafe" else ""
         raise CastingError(
             f"cannot cast {source.name} to {target.name} under the casting rule "
             f"casting={casting!r}{hint}"
         )
+
+
+def cast_array(array: npt.NDArray[Any], target: DType) -> npt.NDArray[Any]:
+    """New C-contiguous memory holding ``array``'s values as ``target``, as NumPy converts.
+
+    The values are exactly NumPy's, without NumPy's warnings: the ``casting``
+    rule is where a user consents to a lossy cast, so overflow to inf, NaN into
+    an integer under ``casting="unsafe"``, or a complex-to-real cast (which keeps
+    the real part) pass quietly, as they do on the torch paths. ``np.errstate``
+    is thread-local and restored on exit, so no global state changes.
+    """
+    assert target.numpy is not None
+    if array.dtype.kind == "c" and target.kind != "c":
+        array = array.real
+    with np.errstate(over="ignore", invalid="ignore"):
+        if not np.can_cast(array.dtype, target.numpy, "unsafe"):
+            # ml_dtypes has no direct cast between some of its types (float8_e8m0fnu
+            # and the other float8s); each of them widens exactly into float32.
+            array = array.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return array.astype(target.numpy, order="C", casting="unsafe")
+
+
+def cast_tensor(tensor: torch.Tensor, target: DType) -> torch.Tensor:
+    """``tensor`` as ``target`` (itself when it already is), C-contiguous, as torch converts."""
+    assert target.torch is not None
+    if tensor.is_complex() and target.kind != "c":
+        tensor = tensor.real  # without torch's warning, as in cast_array
+    return tensor.to(dtype=target.torch, memory_format=torch.contiguous_format)
 
 
 def check_casting_value(casting: object) -> None:

@@ -1,0 +1,133 @@
+"""Benchmark tensorbridge against the raw NumPy/torch calls, as ratios measured in one run.
+
+Each row times tensorbridge and the raw call it replaces, interleaved, in the
+same process, and prints ``ratio = tensorbridge time / raw time`` next to the
+bar from the contract (section 12). Ratios, not absolute times, are the result:
+they carry over between machines far better.
+
+    python benchmarks/bench.py            # all CPU rows
+    python benchmarks/bench.py --quick    # fewer repeats, for a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import timeit
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import tensorbridge as tb
+
+
+@dataclass
+class Row:
+    name: str
+    ours: float  # seconds per call
+    raw: float
+    raw_name: str
+    bar: float  # the largest acceptable ratio ours / raw
+    bar_text: str
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.raw
+
+    @property
+    def met(self) -> bool:
+        return self.ratio <= self.bar
+
+
+def per_call(function: Callable[[], object], number: int, repeat: int) -> float:
+    """Best of ``repeat`` runs of the time per call, in seconds.
+
+    The minimum is the run least disturbed by the rest of the machine, which is
+    what a ratio of two code paths should compare.
+    """
+    return min(timeit.repeat(function, number=number, repeat=repeat)) / number
+
+
+def paired(
+    ours: Callable[[], object], raw: Callable[[], object], number: int, repeat: int
+) -> tuple[float, float]:
+    """Time both functions in alternating runs so drifts in machine speed hit both."""
+    ours_times, raw_times = [], []
+    for _ in range(repeat):
+        ours_times.append(per_call(ours, number, 1))
+        raw_times.append(per_call(raw, number, 1))
+    return min(ours_times), min(raw_times)
+
+
+def share_rows(repeat: int) -> list[Row]:
+    array = np.ones((8, 8), dtype=np.float32)
+    tensor = torch.ones(8, 8)
+    number = 20_000
+    ours, from_numpy = paired(
+        lambda: tb.to_tensor(array), lambda: torch.from_numpy(array), number, repeat
+    )
+    ours2, as_tensor = paired(
+        lambda: tb.to_tensor(array), lambda: torch.as_tensor(array), number, repeat
+    )
+    ours3, numpy_ = paired(lambda: tb.to_numpy(tensor), tensor.numpy, number, repeat)
+    return [
+        Row("to_tensor share, 8x8 float32", ours, from_numpy, "torch.from_numpy", 1.5, "<= 1.5"),
+        Row("to_tensor share, 8x8 float32", ours2, as_tensor, "torch.as_tensor", 1.0, "< 1.0"),
+        Row("to_numpy share, 8x8 float32", ours3, numpy_, "Tensor.numpy()", 1.5, "<= 1.5"),
+    ]
+
+
+def cast_rows(repeat: int) -> list[Row]:
+    array = np.random.default_rng(0).standard_normal(16 * 2**20)  # float64, 128 MB
+    ours, raw = paired(
+        lambda: tb.to_tensor(array),
+        lambda: torch.as_tensor(array, dtype=torch.float32),
+        number=1,
+        repeat=max(5, repeat),
+    )
+    return [
+        Row(
+            "float64 -> float32 copy, 16M elements",
+            ours,
+            raw,
+            "torch.as_tensor(a, dtype=float32)",
+            1.0,
+            "<= 1.0 (throughput at least raw)",
+        )
+    ]
+
+
+def print_rows(rows: list[Row]) -> bool:
+    header = (
+        f"{'path':40s} {'vs':36s} {'ours':>10s} {'raw':>10s} {'ratio':>7s}  {'bar':34s} verdict"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(
+            f"{row.name:40s} {row.raw_name:36s} {row.ours * 1e6:8.2f}us {row.raw * 1e6:8.2f}us "
+            f"{row.ratio:7.3f}  {row.bar_text:34s} {'met' if row.met else 'NOT MET'}"
+        )
+    return all(row.met for row in rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke test)")
+    args = parser.parse_args()
+    repeat = 3 if args.quick else 15
+    print(
+        f"tensorbridge {tb.__version__}, numpy {np.__version__}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch threads"
+    )
+    rows = share_rows(repeat) + cast_rows(repeat)
+    met = print_rows(rows)
+    print("all bars met" if met else "some bars NOT met")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
