@@ -69,6 +69,8 @@ def assert_shares(src, res) -> None:
         _flip(src, idx)
         after = _element_bits(res, idx)
         assert not np.array_equal(before, after), f"write to the input at {idx} not seen"
+        if tuple(src.shape) == tuple(res.shape):
+            assert np.array_equal(S.bits(src), S.bits(res)), "the result aliases other elements"
         before_src = _element_bits(src, idx).copy()
         _flip(res, idx)
         assert not np.array_equal(before_src, _element_bits(src, idx)), (
@@ -238,6 +240,16 @@ def test_to_numpy_of_float64_array_copies_under_default_policy():
         tb.to_numpy(a, copy=False)
 
 
+def test_to_numpy_of_non_native_array_copies():
+    a = np.arange(6, dtype=np.float32).astype(">f4" if np.little_endian else "<f4")
+    out = tb.to_numpy(a, dtype=tb.PRESERVE)
+    assert out.dtype == np.dtype(np.float32)
+    assert_fresh_result(out)
+    assert_independent(a, out)
+    with pytest.raises(tb.ShareError, match="copy"):
+        tb.to_numpy(a, dtype=tb.PRESERVE, copy=False)
+
+
 @pytest.mark.parametrize("dt", S.STANDARD_DTYPES, ids=str)
 def test_every_kept_dtype_shares_under_preserve(dt):
     a = np.arange(1, 7).reshape(2, 3).astype(dt)
@@ -315,6 +327,18 @@ def test_grad_tensor_shares_as_read_only_view(copy):
     # the view is detached: the tensor still requires grad and is a leaf
     assert t.requires_grad
     assert t.is_leaf
+
+
+def test_non_leaf_grad_tensor_shares_as_read_only_view():
+    x = torch.arange(4, dtype=torch.float32, requires_grad=True)
+    y = x * 2
+    out = tb.to_numpy(y)
+    assert not out.flags.writeable
+    np.testing.assert_array_equal(out, np.arange(4, dtype=np.float32) * 2)
+    with torch.no_grad():
+        y.add_(1)
+    np.testing.assert_array_equal(out, np.arange(4, dtype=np.float32) * 2 + 1)
+    assert y.requires_grad
 
 
 def test_grad_tensor_view_cannot_be_made_writable():

@@ -33,7 +33,7 @@ def _allowed(source: np.dtype, target: object, rule: str) -> bool:
     except tb.CastingError as error:
         message = str(error)
     if message:
-        assert f"casting={rule!r}" in message
+        assert f'casting="{rule}"' in message
     return not message
 
 

@@ -31,6 +31,7 @@ from ._dtypes import (
     from_numpy_dtype,
     from_torch_dtype,
     resolve_dtype,
+    widens_exactly,
 )
 from ._errors import (
     InvalidArgumentError,
@@ -177,14 +178,16 @@ def _array_to_tensor(
         return _share_ndarray(array, target)
     if owned and target is source and on_cpu:
         return _share_ndarray(array, target)  # the memory is new already
-    if not on_cpu:
-        assert device is not None
-        if source.torch is not None and array.dtype.isnative and target is not source:
-            # Let `move` choose where the cast runs (widening casts on the device).
-            staged = _share_ndarray(_writable_native(array, source), source)
-            return move(staged, source, target, device)
-        return _copy_to_tensor(array, source, target).to(device)
-    return _copy_to_tensor(array, source, target)
+    if on_cpu:
+        return _copy_to_tensor(array, source, target)
+    assert device is not None
+    if target is source or (source.torch is not None and widens_exactly(source, target)):
+        # The narrow dtype crosses the bus; an exact widening runs on the device,
+        # where it gives the same values NumPy would.
+        staged = _share_ndarray(_writable_native(array, source), source)
+        return move(staged, source, target, device)
+    # Narrowing (or lossy) casts run on the host, in NumPy, before the transfer.
+    return _copy_to_tensor(array, source, target).to(device)
 
 
 def _array_share_blocker(
@@ -415,27 +418,29 @@ def _share_tensor(tensor: torch.Tensor, dtype: DType) -> npt.NDArray[Any]:
 
 
 def _copy_tensor_to_numpy(tensor: torch.Tensor, source: DType, target: DType) -> npt.NDArray[Any]:
-    """New C-contiguous host memory holding the tensor's values as ``target``."""
-    assert target.numpy is not None
+    """New C-contiguous host memory holding the tensor's values as ``target``.
+
+    A tensor on another device crosses to the host first, in a blocking copy,
+    so the call returns only final values; every cast then runs on the host in
+    NumPy, so a GPU tensor converts to exactly the values its CPU copy would.
+    """
     if source.kind == "q":
         tensor = tensor.dequantize()
         source = from_torch_dtype(tensor.dtype)
-    if tensor.device.type != "cpu":
-        # Narrow on the device so the bus carries the small dtype; widen on the host.
-        if target.torch is not None and target.itemsize <= source.itemsize:
-            tensor = cast_tensor(tensor, target)
-            source = target
+    fresh = tensor.device.type != "cpu"
+    if fresh:
         tensor = tensor.to(CPU, memory_format=torch.contiguous_format)
-        host = _share_tensor(tensor, source)
-        if source is target:
-            return host  # the transfer made new memory already
-    else:
+    if tensor.is_conj() or tensor.is_neg():
         tensor = tensor.resolve_conj().resolve_neg()
-        if source.numpy is None:
-            # complex32 (or bfloat16/float8 without ml_dtypes): widen exactly in torch first.
-            source = from_torch_dtype(torch.complex64 if source.kind == "c" else torch.float32)
-            tensor = cast_tensor(tensor, source)
-        host = _share_tensor(tensor, source)
+        fresh = True
+    if source.numpy is None:
+        # complex32 (or bfloat16/float8 without ml_dtypes): widen exactly in torch first.
+        source = from_torch_dtype(torch.complex64 if source.kind == "c" else torch.float32)
+        tensor = cast_tensor(tensor, source)
+        fresh = True
+    host = _share_tensor(tensor, source)
+    if source is target and fresh and host.flags.c_contiguous:
+        return host
     return cast_array(host, target)
 
 

@@ -6,7 +6,7 @@ from typing import Final, TypeAlias
 
 import torch
 
-from ._dtypes import DType, can_cast, cast_tensor
+from ._dtypes import DType, cast_tensor, widens_exactly
 from ._errors import InvalidArgumentError
 
 __all__ = ["CPU", "DeviceLike", "is_cpu", "move", "parse_device"]
@@ -93,11 +93,7 @@ def move(tensor: torch.Tensor, source: DType, target: DType, device: torch.devic
     bus never carries more bytes than the result has. The result is always new,
     C-contiguous memory.
     """
-    if (
-        target is not source
-        and target.itemsize > source.itemsize
-        and can_cast(source, target, "safe")
-    ):
+    if widens_exactly(source, target):
         moved = tensor.to(device=device, memory_format=torch.contiguous_format)
         return cast_tensor(moved, target)
     return cast_tensor(tensor, target).to(device=device, memory_format=torch.contiguous_format)

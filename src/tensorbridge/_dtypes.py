@@ -35,6 +35,7 @@ __all__ = [
     "from_torch_dtype",
     "ml_dtypes_module",
     "resolve_dtype",
+    "widens_exactly",
 ]
 
 TorchDType: TypeAlias = torch.dtype  # for annotations inside DType, whose field is named torch
@@ -446,6 +447,11 @@ def can_cast(source: DType, target: DType, casting: Casting) -> bool:
     return casting == "same_kind" and _KIND_ORDER[source.kind] <= _KIND_ORDER[target.kind]
 
 
+def widens_exactly(source: DType, target: DType) -> bool:
+    """Whether ``target`` is wider than ``source`` and holds each of its values exactly."""
+    return target.itemsize > source.itemsize and can_cast(source, target, "safe")
+
+
 def _safe(source: DType, target: DType) -> bool:
     target_format = target.component_format()
     if source.kind == "b":
@@ -478,18 +484,19 @@ def check_cast(source: DType, target: DType, casting: str) -> None:
         )
     if target.kind not in _KIND_ORDER:
         raise UnsupportedDtypeError(
-            f"cannot cast {source.name} data to {target.name}: {target.name} is a storage-only "
-            "dtype with no conversion; pick a numeric dtype"
+            f"cannot cast {source.name} data to {target.name}: data cannot be cast to "
+            f"{target.name} (quantized, bit and sub-byte dtypes have constructors of their "
+            "own); pick a numeric dtype"
         )
     if source.kind == "q":
         allowed = target.kind in "fc" and casting in ("same_kind", "unsafe")
     else:
         allowed = can_cast(source, target, cast(Casting, casting))
     if not allowed:
-        hint = "; pass casting='unsafe' if that is what you meant" if casting != "unsafe" else ""
         raise CastingError(
             f"cannot cast {source.name} to {target.name} under the casting rule "
-            f"casting={casting!r}{hint}"
+            f'casting="{casting}"; pass casting="unsafe" if a lossy cast is what you meant, '
+            "or pick a dtype that holds the values"
         )
 
 
