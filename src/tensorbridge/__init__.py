@@ -6,6 +6,7 @@ explicit copy-vs-share semantics.
 torch.float32
 """
 
+from ._collate import collate as collate
 from ._convert import shares_memory as shares_memory
 from ._convert import to_numpy as to_numpy
 from ._convert import to_tensor as to_tensor
@@ -16,6 +17,8 @@ from ._errors import CastingError as CastingError
 from ._errors import ShareError as ShareError
 from ._errors import TensorBridgeError as TensorBridgeError
 from ._errors import UnsupportedDtypeError as UnsupportedDtypeError
+from ._tree import tree_to_numpy as tree_to_numpy
+from ._tree import tree_to_tensor as tree_to_tensor
 from ._version import __version__ as __version__
 
 __all__ = [
@@ -27,7 +30,10 @@ __all__ = [
     "TensorBridgeError",
     "UnsupportedDtypeError",
     "__version__",
+    "collate",
     "shares_memory",
     "to_numpy",
     "to_tensor",
+    "tree_to_numpy",
+    "tree_to_tensor",
 ]

@@ -9,6 +9,7 @@ why not when it cannot.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final, TypeVar, overload
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 from torch.utils.dlpack import from_dlpack as _torch_from_dlpack
 from typing_extensions import TypeIs
 
-from ._device import CPU, move, parse_device, same_device
+from ._device import CPU, device_to_host, host_to_device, move, parse_device, same_device
 from ._dtypes import (
     FLOAT32,
     Casting,
@@ -25,6 +26,7 @@ from ._dtypes import (
     DTypeLike,
     DtypePolicy,
     cast_array,
+    cast_into,
     cast_tensor,
     check_cast,
     check_casting_value,
@@ -53,7 +55,7 @@ _NUMPY_FLOAT32: Final = np.dtype(np.float32)
 
 # The dtypes the default policy keeps as they are, on each side: the hot paths
 # only need one set lookup to know that no cast is asked for.
-_FLOAT32_KEEPS_NUMPY: Final = frozenset(
+FLOAT32_KEEPS_NUMPY: Final = frozenset(
     np.dtype(name)
     for name in (
         "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
@@ -70,6 +72,74 @@ def is_ndarray(value: object) -> TypeIs[npt.NDArray[Any]]:
     return isinstance(value, np.ndarray)
 
 
+@dataclass(frozen=True, slots=True)
+class Options:
+    """The keyword options of one call, checked once (a tree reuses them for every leaf)."""
+
+    dtype: object  # the DtypePolicy or dtype-like as given, for messages
+    policy: DtypePolicy | None
+    fixed: DType | None
+    device: torch.device | None
+    copy: bool | None
+    casting: str
+    pin_memory: bool = False
+    non_blocking: bool = False
+
+    def result_dtype(self, source: DType) -> DType:
+        if self.policy is not None:
+            return self.policy.apply(source)
+        assert self.fixed is not None
+        return self.fixed
+
+
+def tensor_options(
+    dtype: object,
+    device: object,
+    copy: object,
+    casting: object,
+    pin_memory: object = False,
+    non_blocking: object = False,
+) -> Options:
+    """Check every option of ``to_tensor`` and resolve the dtype and device once."""
+    options = numpy_options(dtype, copy, casting)
+    pin_memory = _check_bool("pin_memory", pin_memory)
+    non_blocking = _check_bool("non_blocking", non_blocking)
+    if pin_memory and not torch.cuda.is_available():
+        raise InvalidArgumentError(
+            "pin_memory=True needs CUDA (page-locked memory speeds up copies to a GPU), and "
+            "torch.cuda.is_available() is False in this process; leave pin_memory=False"
+        )
+    return Options(
+        options.dtype,
+        options.policy,
+        options.fixed,
+        parse_device(device),
+        options.copy,
+        options.casting,
+        pin_memory,
+        non_blocking,
+    )
+
+
+def _check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidArgumentError(f"{name}={value!r} is not a bool; pass True or False")
+    return value
+
+
+def numpy_options(dtype: object, copy: object, casting: object) -> Options:
+    """Check the options of ``to_numpy`` and resolve the dtype once."""
+    if copy is not None and copy is not True and copy is not False:
+        raise InvalidArgumentError(
+            f"copy={copy!r} is not a copy mode; pass None (share when possible), True "
+            "(always copy) or False (share or raise)"
+        )
+    check_casting_value(casting)
+    if isinstance(dtype, DtypePolicy):
+        return Options(dtype, dtype, None, None, copy, str(casting))
+    return Options(dtype, None, resolve_dtype(dtype), None, copy, str(casting))
+
+
 # --------------------------------------------------------------------------- #
 # to_tensor
 # --------------------------------------------------------------------------- #
@@ -83,6 +153,8 @@ def to_tensor(
     device: str | torch.device | int | None = None,
     copy: bool | None = None,
     casting: Casting = "same_kind",
+    pin_memory: bool = False,
+    non_blocking: bool = False,
 ) -> torch.Tensor:
     """Convert an array-like to a ``torch.Tensor`` with a predictable dtype and memory.
 
@@ -98,6 +170,13 @@ def to_tensor(
         copy: None shares memory when possible and copies otherwise; True
             always copies; False shares or raises ``ShareError``.
         casting: NumPy's casting rule, checked for every dtype change.
+        pin_memory: put host data in page-locked memory on its way to a GPU
+            (or, with no ``device``, return a page-locked CPU tensor). Needs CUDA.
+        non_blocking: let a host-to-GPU copy run on after the call returns, where
+            that is safe: from tensorbridge's own page-locked staging buffer, or
+            from pageable memory (which the CUDA driver stages before returning).
+            A page-locked tensor of yours is still copied synchronously, since
+            you may write to it as soon as the call returns.
 
     Returns:
         The tensor. When it shares memory with ``data``, an in-place write to
@@ -125,46 +204,43 @@ def to_tensor(
         and device is None
         and casting is _SAME_KIND
         and (copy is None or copy is False)
-        and ((kept := data.dtype) is _NUMPY_FLOAT32 or kept in _FLOAT32_KEEPS_NUMPY)
+        and ((kept := data.dtype) is _NUMPY_FLOAT32 or kept in FLOAT32_KEEPS_NUMPY)
         and data.flags.writeable
+        and pin_memory is False
+        and non_blocking is False
     ):
         try:
             return torch.from_numpy(data)
         except ValueError:
             pass  # negative or uneven strides: the general path explains
-    return _to_tensor(data, dtype, device, copy, casting)
+    options = tensor_options(dtype, device, copy, casting, pin_memory, non_blocking)
+    return convert_to_tensor(data, options)
 
 
-def _to_tensor(
-    data: object, dtype: object, device: object, copy: object, casting: object
-) -> torch.Tensor:
-    _check_copy(copy)
-    check_casting_value(casting)
-    target_device = parse_device(device)
+def convert_to_tensor(data: object, options: Options) -> torch.Tensor:
+    """``to_tensor`` with its options checked already."""
     source, unshareable, owned = _coerce(data, "to_tensor")
     if is_tensor(source):
-        return _tensor_to_tensor(source, dtype, target_device, copy, str(casting))
-    return _array_to_tensor(source, dtype, target_device, copy, str(casting), unshareable, owned)
+        return tensor_to_tensor(source, options)
+    return array_to_tensor(source, options, unshareable, owned)
 
 
-def _array_to_tensor(
-    array: npt.NDArray[Any],
-    dtype: object,
-    device: torch.device | None,
-    copy: object,
-    casting: str,
-    unshareable: str | None,
-    owned: bool,
+def array_to_tensor(
+    array: npt.NDArray[Any], options: Options, unshareable: str | None, owned: bool
 ) -> torch.Tensor:
+    """The ndarray case of ``to_tensor``; ``unshareable`` and ``owned`` as ``_coerce`` says."""
     source = from_numpy_dtype(array.dtype)
-    target = _result_dtype(source, dtype)
+    target = options.result_dtype(source)
     if target.torch is None:
-        raise _no_torch_dtype(target, source, dtype)
-    check_cast(source, target, casting)
+        raise no_torch_dtype(target, source, options.dtype)
+    check_cast(source, target, options.casting)
+    device = options.device
     on_cpu = device is None or device.type == "cpu"
-    reason = unshareable or _array_share_blocker(array, source, target, dtype)
+    reason = unshareable or _array_share_blocker(array, source, target, options.dtype)
     if reason is None and not on_cpu:
         reason = f"the result goes to {device}, and NumPy memory is CPU memory"
+    if reason is None and options.pin_memory:
+        reason = "pin_memory=True asks for new page-locked memory"
     if reason is None and not array.flags.writeable:
         reason = (
             "the array is read-only (np.load(..., mmap_mode='r') or np.frombuffer(bytes)?), "
@@ -172,22 +248,42 @@ def _array_to_tensor(
         )
     if reason is None and not _torch_strides_ok(array):
         reason = _stride_problem(array)
-    if reason is not None and copy is False:
+    if reason is not None and options.copy is False:
         raise _share_error(reason)
-    if reason is None and copy is not True:
-        return _share_ndarray(array, target)
-    if owned and target is source and on_cpu:
-        return _share_ndarray(array, target)  # the memory is new already
+    if reason is None and options.copy is not True:
+        return share_ndarray(array, target)
+    if on_cpu and not options.pin_memory:
+        if owned and target is source:
+            return share_ndarray(array, target)  # the memory is new already
+        return copy_to_tensor(array, source, target)
+    # To a device, or into page-locked memory. An exact widening crosses the bus
+    # in the narrow dtype and runs on the device, where it gives NumPy's values;
+    # any other cast runs on the host, in NumPy, in the same pass as staging.
+    widen_there = source.torch is not None and widens_exactly(source, target) and not on_cpu
+    carried = source if widen_there else target
+    if options.pin_memory:
+        staged = torch.empty(array.shape, dtype=carried.torch, pin_memory=True)
+        _fill(staged, array, source, carried)
+        ours = True
+    elif carried is source:
+        staged = share_ndarray(_writable_native(array, source), source)
+        ours = False
+    else:
+        staged = copy_to_tensor(array, source, carried)
+        ours = True
     if on_cpu:
-        return _copy_to_tensor(array, source, target)
+        return staged
     assert device is not None
-    if target is source or (source.torch is not None and widens_exactly(source, target)):
-        # The narrow dtype crosses the bus; an exact widening runs on the device,
-        # where it gives the same values NumPy would.
-        staged = _share_ndarray(_writable_native(array, source), source)
-        return move(staged, source, target, device)
-    # Narrowing (or lossy) casts run on the host, in NumPy, before the transfer.
-    return _copy_to_tensor(array, source, target).to(device)
+    moved = host_to_device(staged, device, non_blocking=options.non_blocking, ours=ours)
+    return cast_tensor(moved, target)
+
+
+def _fill(out: torch.Tensor, array: npt.NDArray[Any], source: DType, target: DType) -> None:
+    """Write ``array``'s values as ``target`` into the CPU tensor ``out``, in one pass."""
+    if target.numpy is not None:
+        cast_into(share_tensor(out, target), array)
+    else:
+        out.copy_(copy_to_tensor(array, source, target))
 
 
 def _array_share_blocker(
@@ -229,7 +325,7 @@ def _writable_native(array: npt.NDArray[Any], source: DType) -> npt.NDArray[Any]
     return np.array(array, dtype=source.numpy, order="C", copy=True)
 
 
-def _copy_to_tensor(array: npt.NDArray[Any], source: DType, target: DType) -> torch.Tensor:
+def copy_to_tensor(array: npt.NDArray[Any], source: DType, target: DType) -> torch.Tensor:
     """A new C-contiguous CPU tensor holding ``array``'s values as ``target``.
 
     NumPy does the cast wherever it knows both dtypes, so values are exactly
@@ -237,17 +333,17 @@ def _copy_to_tensor(array: npt.NDArray[Any], source: DType, target: DType) -> to
     (complex32, or bfloat16 and float8 without ml_dtypes).
     """
     if target.numpy is not None:
-        return _share_ndarray(cast_array(array, target), target)
+        return share_ndarray(cast_array(array, target), target)
     assert target.torch is not None
     if source.torch is None:
         # longdouble into a torch-only dtype: float64 is the widest type torch reads.
         array = array.astype(np.complex128 if source.kind == "c" else np.float64)
         source = from_numpy_dtype(array.dtype)
-    staged = _share_ndarray(_writable_native(array, source), source)
+    staged = share_ndarray(_writable_native(array, source), source)
     return cast_tensor(staged, target)
 
 
-def _share_ndarray(array: npt.NDArray[Any], dtype: DType) -> torch.Tensor:
+def share_ndarray(array: npt.NDArray[Any], dtype: DType) -> torch.Tensor:
     """A tensor over exactly ``array``'s memory (bit views for ml_dtypes types)."""
     if dtype.bits_numpy is not None:
         assert dtype.torch is not None
@@ -255,37 +351,46 @@ def _share_ndarray(array: npt.NDArray[Any], dtype: DType) -> torch.Tensor:
     return torch.from_numpy(array)
 
 
-def _tensor_to_tensor(
-    tensor: torch.Tensor,
-    dtype: object,
-    device: torch.device | None,
-    copy: object,
-    casting: str,
-) -> torch.Tensor:
+def tensor_to_tensor(tensor: torch.Tensor, options: Options) -> torch.Tensor:
+    """The tensor case of ``to_tensor``."""
     _check_tensor_has_data(tensor)
     source = from_torch_dtype(tensor.dtype)
-    target = _result_dtype(source, dtype)
+    target = options.result_dtype(source)
     if target is not source:
-        check_cast(source, target, casting)
-    target_device = tensor.device if device is None else device
+        check_cast(source, target, options.casting)
+    target_device = tensor.device if options.device is None else options.device
     moves = not same_device(tensor.device, target_device)
-    if target is source and not moves:
-        if copy is True:
+    pin = options.pin_memory and target_device.type == "cpu" and not tensor.is_pinned()
+    if target is source and not moves and not pin:
+        if options.copy is True:
             return tensor.clone(memory_format=torch.contiguous_format)
         return tensor
-    if copy is False:
-        reason = (
-            _dtype_change_reason(source, target, dtype)
-            if target is not source
-            else f"the result goes to {target_device}, and the tensor lives on {tensor.device}"
-        )
+    if options.copy is False:
+        if target is not source:
+            reason = _dtype_change_reason(source, target, options.dtype)
+        elif moves:
+            reason = f"the result goes to {target_device}, and the tensor lives on {tensor.device}"
+        else:
+            reason = "pin_memory=True asks for new page-locked memory"
         raise _share_error(reason)
     if source.kind == "q":
         tensor = tensor.dequantize()
         source = from_torch_dtype(tensor.dtype)
-    if moves:
-        return move(tensor, source, target, target_device)
-    return cast_tensor(tensor, target)
+    if not moves:
+        result = cast_tensor(tensor, target)
+        if pin:
+            result = result.pin_memory()
+        return result
+    if tensor.device.type == "cpu":
+        # Host to device: narrow on the host, widen exactly on the device.
+        carried = source if widens_exactly(source, target) else target
+        staged = cast_tensor(tensor, carried)
+        ours = staged is not tensor
+        if options.pin_memory and not staged.is_pinned():
+            staged, ours = staged.pin_memory(), True
+        moved = host_to_device(staged, target_device, non_blocking=options.non_blocking, ours=ours)
+        return cast_tensor(moved, target)
+    return move(tensor, source, target, target_device)
 
 
 # --------------------------------------------------------------------------- #
@@ -365,51 +470,49 @@ def to_numpy(
         except (RuntimeError, TypeError):
             pass
         else:
-            if (kept := array.dtype) is _NUMPY_FLOAT32 or kept in _FLOAT32_KEEPS_NUMPY:
+            if (kept := array.dtype) is _NUMPY_FLOAT32 or kept in FLOAT32_KEEPS_NUMPY:
                 return array
-    return _to_numpy(data, dtype, copy, casting)
+    return convert_to_numpy(data, numpy_options(dtype, copy, casting))
 
 
-def _to_numpy(data: object, dtype: object, copy: object, casting: object) -> npt.NDArray[Any]:
-    _check_copy(copy)
-    check_casting_value(casting)
+def convert_to_numpy(data: object, options: Options) -> npt.NDArray[Any]:
+    """``to_numpy`` with its options checked already."""
     source, unshareable, owned = _coerce(data, "to_numpy")
     if is_tensor(source):
-        return _tensor_to_numpy(source, dtype, copy, str(casting))
-    return _array_to_numpy(source, dtype, copy, str(casting), unshareable, owned)
+        return tensor_to_numpy(source, options)
+    return array_to_numpy(source, options, unshareable, owned)
 
 
-def _tensor_to_numpy(
-    tensor: torch.Tensor, dtype: object, copy: object, casting: str
-) -> npt.NDArray[Any]:
+def tensor_to_numpy(tensor: torch.Tensor, options: Options) -> npt.NDArray[Any]:
+    """The tensor case of ``to_numpy``."""
     _check_tensor_has_data(tensor)
     source = from_torch_dtype(tensor.dtype)
-    target = _result_dtype(source, dtype)
+    target = options.result_dtype(source)
     if target.numpy is None:
-        raise _no_numpy_dtype(target, source, dtype)
-    check_cast(source, target, casting)
+        raise _no_numpy_dtype(target, source, options.dtype)
+    check_cast(source, target, options.casting)
     reason = None
     if target is not source:
-        reason = _dtype_change_reason(source, target, dtype)
+        reason = _dtype_change_reason(source, target, options.dtype)
     elif tensor.device.type != "cpu":
         reason = f"the tensor lives on {tensor.device}, and NumPy arrays live in CPU memory"
     elif tensor.is_conj():
         reason = "the tensor has its conjugate bit set (a lazy .conj() view NumPy cannot express)"
     elif tensor.is_neg():
         reason = "the tensor has its negative bit set (a lazy negated view NumPy cannot express)"
-    if reason is not None and copy is False:
+    if reason is not None and options.copy is False:
         raise _share_error(reason)
     requires_grad = tensor.requires_grad
     tensor = tensor.detach()
-    if reason is None and copy is not True:
-        array = _share_tensor(tensor, source)
+    if reason is None and options.copy is not True:
+        array = share_tensor(tensor, source)
         if requires_grad:
             array.flags.writeable = False  # NumPy writes must not bypass autograd
         return array
     return _copy_tensor_to_numpy(tensor, source, target)
 
 
-def _share_tensor(tensor: torch.Tensor, dtype: DType) -> npt.NDArray[Any]:
+def share_tensor(tensor: torch.Tensor, dtype: DType) -> npt.NDArray[Any]:
     """An array over exactly the CPU tensor's memory (bit views for ml_dtypes types)."""
     if dtype.bits_torch is not None:
         assert dtype.numpy is not None
@@ -420,16 +523,16 @@ def _share_tensor(tensor: torch.Tensor, dtype: DType) -> npt.NDArray[Any]:
 def _copy_tensor_to_numpy(tensor: torch.Tensor, source: DType, target: DType) -> npt.NDArray[Any]:
     """New C-contiguous host memory holding the tensor's values as ``target``.
 
-    A tensor on another device crosses to the host first, in a blocking copy,
-    so the call returns only final values; every cast then runs on the host in
-    NumPy, so a GPU tensor converts to exactly the values its CPU copy would.
+    A tensor on another device crosses to the host first (``device_to_host``
+    returns only once the values are there); every cast then runs on the host
+    in NumPy, so a GPU tensor converts to exactly the values its CPU copy would.
     """
     if source.kind == "q":
         tensor = tensor.dequantize()
         source = from_torch_dtype(tensor.dtype)
     fresh = tensor.device.type != "cpu"
     if fresh:
-        tensor = tensor.to(CPU, memory_format=torch.contiguous_format)
+        tensor = device_to_host(tensor)
     if tensor.is_conj() or tensor.is_neg():
         tensor = tensor.resolve_conj().resolve_neg()
         fresh = True
@@ -438,29 +541,25 @@ def _copy_tensor_to_numpy(tensor: torch.Tensor, source: DType, target: DType) ->
         source = from_torch_dtype(torch.complex64 if source.kind == "c" else torch.float32)
         tensor = cast_tensor(tensor, source)
         fresh = True
-    host = _share_tensor(tensor, source)
+    host = share_tensor(tensor, source)
     if source is target and fresh and host.flags.c_contiguous:
         return host
     return cast_array(host, target)
 
 
-def _array_to_numpy(
-    array: npt.NDArray[Any],
-    dtype: object,
-    copy: object,
-    casting: str,
-    unshareable: str | None,
-    owned: bool,
+def array_to_numpy(
+    array: npt.NDArray[Any], options: Options, unshareable: str | None, owned: bool
 ) -> npt.NDArray[Any]:
+    """The ndarray case of ``to_numpy``."""
     source = from_numpy_dtype(array.dtype)
-    target = _result_dtype(source, dtype)
+    target = options.result_dtype(source)
     if target.numpy is None:
-        raise _no_numpy_dtype(target, source, dtype)
-    check_cast(source, target, casting)
-    reason = unshareable or _array_share_blocker(array, source, target, dtype)
-    if reason is not None and copy is False:
+        raise _no_numpy_dtype(target, source, options.dtype)
+    check_cast(source, target, options.casting)
+    reason = unshareable or _array_share_blocker(array, source, target, options.dtype)
+    if reason is not None and options.copy is False:
         raise _share_error(reason)
-    if reason is None and copy is not True:
+    if reason is None and options.copy is not True:
         return array
     if owned and target is source:
         return array  # the memory is new already
@@ -485,7 +584,7 @@ def _coerce(
         return data, None, False
     if isinstance(data, np.ndarray):
         if isinstance(data, np.ma.MaskedArray):
-            return _unmask(data), _MASKED, False
+            return unmask(data), _MASKED, False
         return np.asarray(data), None, False  # a base-class view of any subclass
     if isinstance(data, (bool, int, float, complex)):
         return (
@@ -540,7 +639,7 @@ def _coerce(
             ) from None
     if isinstance(data, (list, tuple)):
         return (
-            _sequence(data, function),
+            sequence_to_array(data, function),
             (
                 f"a Python {type(data).__name__} is not an array, so its values always go "
                 "into new memory"
@@ -557,7 +656,7 @@ def _coerce(
 _MASKED: Final = "masked arrays are never shared (a tensor has no place for the mask)"
 
 
-def _unmask(array: np.ma.MaskedArray[Any, Any]) -> npt.NDArray[Any]:
+def unmask(array: np.ma.MaskedArray[Any, Any]) -> npt.NDArray[Any]:
     masked = int(np.count_nonzero(np.ma.getmaskarray(array)))
     if masked:
         raise InvalidArgumentError(
@@ -583,7 +682,7 @@ def _python_scalar(value: bool | int | float | complex) -> npt.NDArray[Any]:
     return np.array(value, dtype=np.complex128)
 
 
-def _sequence(data: list[Any] | tuple[Any, ...], function: str) -> npt.NDArray[Any]:
+def sequence_to_array(data: list[Any] | tuple[Any, ...], function: str) -> npt.NDArray[Any]:
     try:
         array = np.array(data)
     except (ValueError, TypeError, RuntimeError, OverflowError) as error:
@@ -646,14 +745,6 @@ def _short(value: str | bytes) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _check_copy(copy: object) -> None:
-    if copy is not None and copy is not True and copy is not False:
-        raise InvalidArgumentError(
-            f"copy={copy!r} is not a copy mode; pass None (share when possible), True "
-            "(always copy) or False (share or raise)"
-        )
-
-
 def _check_tensor_has_data(tensor: torch.Tensor) -> None:
     if tensor.layout is not torch.strided:
         raise InvalidArgumentError(
@@ -664,12 +755,6 @@ def _check_tensor_has_data(tensor: torch.Tensor) -> None:
         raise InvalidArgumentError(
             "the tensor is on the meta device and holds no data; create it on a real device"
         )
-
-
-def _result_dtype(source: DType, dtype: object) -> DType:
-    if isinstance(dtype, DtypePolicy):
-        return dtype.apply(source)
-    return resolve_dtype(dtype)
 
 
 def _dtype_change_reason(source: DType, target: DType, dtype: object) -> str:
@@ -689,7 +774,7 @@ def _share_error(reason: str) -> ShareError:
     )
 
 
-def _no_torch_dtype(target: DType, source: DType, dtype: object) -> UnsupportedDtypeError:
+def no_torch_dtype(target: DType, source: DType, dtype: object) -> UnsupportedDtypeError:
     how = "the dtype policy" if isinstance(dtype, DtypePolicy) else "dtype="
     if target.kind == "x":
         return UnsupportedDtypeError(

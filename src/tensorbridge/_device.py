@@ -9,7 +9,16 @@ import torch
 from ._dtypes import DType, cast_tensor, widens_exactly
 from ._errors import InvalidArgumentError
 
-__all__ = ["CPU", "DeviceLike", "is_cpu", "move", "parse_device"]
+__all__ = [
+    "CPU",
+    "PINNED_STAGING_BYTES",
+    "DeviceLike",
+    "device_to_host",
+    "host_to_device",
+    "move",
+    "parse_device",
+    "same_device",
+]
 
 DeviceLike: TypeAlias = "str | torch.device | int | None"
 
@@ -66,10 +75,6 @@ def parse_device(device: object) -> torch.device | None:
     return parsed
 
 
-def is_cpu(device: torch.device) -> bool:
-    return device.type == "cpu"
-
-
 def same_device(a: torch.device, b: torch.device) -> bool:
     """Device equality that treats 'cuda' and 'cuda:<current>' as one device."""
     if a.type != b.type:
@@ -97,3 +102,43 @@ def move(tensor: torch.Tensor, source: DType, target: DType, device: torch.devic
         moved = tensor.to(device=device, memory_format=torch.contiguous_format)
         return cast_tensor(moved, target)
     return cast_tensor(tensor, target).to(device=device, memory_format=torch.contiguous_format)
+
+
+def host_to_device(
+    host: torch.Tensor, device: torch.device, *, non_blocking: bool, ours: bool
+) -> torch.Tensor:
+    """Copy a CPU tensor to ``device``; asynchronously only where that is safe.
+
+    The contract: host memory a pending copy reads from stays alive and
+    unmodified until the copy is done. Three cases keep it:
+
+    - pageable memory: the CUDA driver copies it into its own staging buffer
+      before ``cudaMemcpyAsync`` returns, so the caller may change it at once;
+    - page-locked memory that tensorbridge allocated (``ours``): nobody else
+      holds it, and torch's caching host allocator keeps the block out of reuse
+      until the copy's event has completed;
+    - page-locked memory of the caller's: copied synchronously, because the
+      caller may write to it the moment this returns.
+    """
+    if non_blocking and (ours or not host.is_pinned()):
+        return host.to(device, non_blocking=True)
+    return host.to(device)
+
+
+#: Device-to-host copies of at least this many bytes go through a page-locked
+#: buffer (DMA at full bus speed) instead of pageable memory. Set from the GPU
+#: benchmark (benchmarks/bench_gpu.py); see docs/benchmarks.md.
+PINNED_STAGING_BYTES: Final = 8 << 20
+
+
+def device_to_host(tensor: torch.Tensor) -> torch.Tensor:
+    """A C-contiguous CPU copy of a device tensor, final when this returns."""
+    if (
+        tensor.device.type == "cuda"
+        and tensor.numel() * tensor.element_size() >= PINNED_STAGING_BYTES
+    ):
+        host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+        host.copy_(tensor, non_blocking=True)
+        torch.cuda.current_stream(tensor.device).synchronize()
+        return host
+    return tensor.to(CPU, memory_format=torch.contiguous_format)

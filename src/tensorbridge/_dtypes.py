@@ -29,6 +29,7 @@ __all__ = [
     "DTypeLike",
     "DtypePolicy",
     "cast_array",
+    "cast_into",
     "cast_tensor",
     "check_cast",
     "from_numpy_dtype",
@@ -500,8 +501,8 @@ def check_cast(source: DType, target: DType, casting: str) -> None:
         )
 
 
-def cast_array(array: npt.NDArray[Any], target: DType) -> npt.NDArray[Any]:
-    """New C-contiguous memory holding ``array``'s values as ``target``, as NumPy converts.
+def cast_into(out: npt.NDArray[Any], array: npt.NDArray[Any]) -> None:
+    """Write ``array``'s values into ``out`` (same shape), converted as NumPy converts.
 
     The values are exactly NumPy's, without NumPy's warnings: the ``casting``
     rule is where a user consents to a lossy cast, so overflow to inf, NaN into
@@ -509,16 +510,22 @@ def cast_array(array: npt.NDArray[Any], target: DType) -> npt.NDArray[Any]:
     the real part) pass quietly, as they do on the torch paths. ``np.errstate``
     is thread-local and restored on exit, so no global state changes.
     """
-    assert target.numpy is not None
-    if array.dtype.kind == "c" and target.kind != "c":
+    if array.dtype.kind == "c" and out.dtype.kind != "c":
         array = array.real
     with np.errstate(over="ignore", invalid="ignore"):
-        if not np.can_cast(array.dtype, target.numpy, "unsafe"):
+        if not np.can_cast(array.dtype, out.dtype, "unsafe"):
             # ml_dtypes has no direct cast between some of its types (float8_e8m0fnu
             # and the other float8s); each of them widens exactly into float32.
             array = array.astype(np.float32)
-    with np.errstate(over="ignore", invalid="ignore"):
-        return array.astype(target.numpy, order="C", casting="unsafe")
+        np.copyto(out, array, casting="unsafe")
+
+
+def cast_array(array: npt.NDArray[Any], target: DType) -> npt.NDArray[Any]:
+    """New C-contiguous memory holding ``array``'s values as ``target`` (see ``cast_into``)."""
+    assert target.numpy is not None
+    out = np.empty(array.shape, dtype=target.numpy)
+    cast_into(out, array)
+    return out
 
 
 def cast_tensor(tensor: torch.Tensor, target: DType) -> torch.Tensor:

@@ -1,0 +1,339 @@
+"""Nested batches: ``tree_to_tensor`` and ``tree_to_numpy``.
+
+One walker serves both directions. Options are checked once per call, not per
+leaf; each leaf then goes straight to the conversion core, with the common
+leaf (an ndarray or tensor that can be shared) handled in a few lines.
+"""
+
+from __future__ import annotations
+
+import copy as copy_module
+import dataclasses
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar, overload
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from ._convert import (
+    FLOAT32_KEEPS_NUMPY,
+    Options,
+    array_to_numpy,
+    array_to_tensor,
+    convert_to_numpy,
+    convert_to_tensor,
+    numpy_options,
+    tensor_options,
+    tensor_to_numpy,
+    tensor_to_tensor,
+)
+from ._dtypes import FLOAT32, Casting, DTypeLike, DtypePolicy
+from ._errors import TensorBridgeError
+
+__all__ = ["format_path", "rebuild_mapping", "tree_to_numpy", "tree_to_tensor", "walk"]
+
+_K = TypeVar("_K")
+_T = TypeVar("_T")
+
+Leaf = Callable[[object], object]
+_SCALAR_REASON: Final = (
+    "a NumPy scalar has no memory to share; its value always goes into new memory"
+)
+
+
+def format_path(path: tuple[object, ...]) -> str:
+    """``("image", 2)`` -> ``batch["image"][2]``; dataclass fields read ``.name``."""
+    parts = ["batch"]
+    for step in path:
+        if isinstance(step, _Field):
+            parts.append(f".{step.name}")
+        elif isinstance(step, str):
+            parts.append(f'["{step}"]')
+        else:
+            parts.append(f"[{step!r}]")
+    return "".join(parts)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Field:
+    """A path step through an attribute (dataclass field or namedtuple field)."""
+
+    name: str
+
+
+def rebuild_mapping(original: Mapping[Any, Any], items: dict[Any, Any]) -> Mapping[Any, Any]:
+    """A mapping of ``original``'s type holding ``items``; a dict where that type can't be built."""
+    kind = type(original)
+    if kind is dict:
+        return items
+    if isinstance(original, defaultdict):
+        return defaultdict(original.default_factory, items)
+    try:
+        return kind(items)  # type: ignore[call-arg]
+    except TypeError:
+        return items
+
+
+def _is_namedtuple(value: object) -> bool:
+    return isinstance(value, tuple) and hasattr(type(value), "_fields")
+
+
+def walk(tree: object, leaf: Leaf, path: tuple[object, ...] = ()) -> object:
+    """``tree`` with ``leaf`` applied to every array leaf and the structure rebuilt.
+
+    Leaf errors are re-raised as the same class with the leaf's path in front.
+    """
+    if isinstance(tree, (np.ndarray, torch.Tensor, np.generic)):
+        try:
+            return leaf(tree)
+        except TensorBridgeError as error:
+            raise type(error)(f"{format_path(path)}: {error}") from error
+    if isinstance(tree, Mapping):
+        items = {key: walk(value, leaf, (*path, key)) for key, value in tree.items()}
+        return rebuild_mapping(tree, items)
+    if isinstance(tree, list):
+        return [walk(value, leaf, (*path, index)) for index, value in enumerate(tree)]
+    if isinstance(tree, tuple):
+        if _is_namedtuple(tree):
+            named: Any = type(tree)
+            return named(
+                *(
+                    walk(value, leaf, (*path, _Field(name)))
+                    for name, value in zip(named._fields, tree, strict=True)
+                )
+            )
+        return tuple(walk(value, leaf, (*path, index)) for index, value in enumerate(tree))
+    if dataclasses.is_dataclass(tree) and not isinstance(tree, type):
+        rebuilt = copy_module.copy(tree)
+        for field in dataclasses.fields(tree):
+            value = getattr(tree, field.name)
+            # object.__setattr__ also works on frozen dataclasses, and on copies
+            # made without calling __init__ (fields with init=False included).
+            object.__setattr__(rebuilt, field.name, walk(value, leaf, (*path, _Field(field.name))))
+        return rebuilt
+    return tree
+
+
+def _tensor_leaf(options: Options) -> Leaf:
+    # The common leaf under the default options: an ndarray the policy keeps and
+    # torch can wrap as it is (the same test as to_tensor's own fast path).
+    fast = (
+        options.policy is FLOAT32
+        and options.device is None
+        and options.copy is not True
+        and not options.pin_memory
+    )
+
+    def convert(value: object) -> object:
+        if type(value) is np.ndarray:
+            if fast and value.dtype in FLOAT32_KEEPS_NUMPY and value.flags.writeable:
+                try:
+                    return torch.from_numpy(value)
+                except ValueError:
+                    pass
+            return array_to_tensor(value, options, None, False)
+        if isinstance(value, torch.Tensor):
+            return tensor_to_tensor(value, options)
+        if isinstance(value, np.ndarray):  # subclasses: the core's checks apply
+            return convert_to_tensor(value, options)
+        assert isinstance(value, np.generic)
+        return array_to_tensor(np.asarray(value), options, _SCALAR_REASON, True)
+
+    return convert
+
+
+def _numpy_leaf(options: Options) -> Leaf:
+    def convert(value: object) -> object:
+        if isinstance(value, torch.Tensor):
+            return tensor_to_numpy(value, options)
+        if type(value) is np.ndarray:
+            return array_to_numpy(value, options, None, False)
+        if isinstance(value, np.ndarray):
+            return convert_to_numpy(value, options)
+        assert isinstance(value, np.generic)
+        return array_to_numpy(np.asarray(value), options, _SCALAR_REASON, True)
+
+    return convert
+
+
+@overload
+def tree_to_tensor(
+    tree: npt.NDArray[Any] | torch.Tensor | np.generic,
+    /,
+    *,
+    dtype: DTypeLike | DtypePolicy = ...,
+    device: str | torch.device | int | None = ...,
+    copy: bool | None = ...,
+    casting: Casting = ...,
+    pin_memory: bool = ...,
+    non_blocking: bool = ...,
+) -> torch.Tensor: ...
+@overload
+def tree_to_tensor(
+    tree: dict[_K, npt.NDArray[Any]] | dict[_K, torch.Tensor],
+    /,
+    *,
+    dtype: DTypeLike | DtypePolicy = ...,
+    device: str | torch.device | int | None = ...,
+    copy: bool | None = ...,
+    casting: Casting = ...,
+    pin_memory: bool = ...,
+    non_blocking: bool = ...,
+) -> dict[_K, torch.Tensor]: ...
+@overload
+def tree_to_tensor(
+    tree: list[npt.NDArray[Any]] | list[torch.Tensor],
+    /,
+    *,
+    dtype: DTypeLike | DtypePolicy = ...,
+    device: str | torch.device | int | None = ...,
+    copy: bool | None = ...,
+    casting: Casting = ...,
+    pin_memory: bool = ...,
+    non_blocking: bool = ...,
+) -> list[torch.Tensor]: ...
+@overload
+def tree_to_tensor(
+    tree: tuple[npt.NDArray[Any], ...] | tuple[torch.Tensor, ...],
+    /,
+    *,
+    dtype: DTypeLike | DtypePolicy = ...,
+    device: str | torch.device | int | None = ...,
+    copy: bool | None = ...,
+    casting: Casting = ...,
+    pin_memory: bool = ...,
+    non_blocking: bool = ...,
+) -> tuple[torch.Tensor, ...]: ...
+@overload
+def tree_to_tensor(
+    tree: _T,
+    /,
+    *,
+    dtype: DTypeLike | DtypePolicy = ...,
+    device: str | torch.device | int | None = ...,
+    copy: bool | None = ...,
+    casting: Casting = ...,
+    pin_memory: bool = ...,
+    non_blocking: bool = ...,
+) -> Any: ...
+def tree_to_tensor(
+    tree: object,
+    /,
+    *,
+    dtype: DTypeLike | DtypePolicy = FLOAT32,
+    device: str | torch.device | int | None = None,
+    copy: bool | None = None,
+    casting: Casting = "same_kind",
+    pin_memory: bool = False,
+    non_blocking: bool = False,
+) -> Any:
+    """Convert every array leaf of a nested batch with ``to_tensor``, keeping the structure.
+
+    Dicts and other mappings (their type kept where it can be rebuilt, else a
+    dict), lists, tuples, namedtuples and dataclass instances (frozen ones too)
+    are walked; ndarrays, NumPy scalars and tensors are converted with the same
+    options as ``to_tensor``; every other leaf (str, bytes, None, Python
+    numbers, other objects) is returned untouched.
+
+    Args:
+        tree: the nested batch.
+        dtype, device, copy, casting, pin_memory, non_blocking: as for ``to_tensor``,
+            applied to every leaf.
+
+    Returns:
+        A new structure of the same shape (leaves that are not arrays are the
+        same objects).
+
+    Raises:
+        TensorBridgeError: the subclass the leaf raised, its message starting
+            with the leaf's path, for example ``batch["image"][2]: ...``.
+
+    >>> import numpy as np, tensorbridge as tb
+    >>> batch = {"image": np.zeros((2, 2)), "label": np.int64(3), "name": "cat"}
+    >>> out = tb.tree_to_tensor(batch)
+    >>> out["image"].dtype, out["label"], out["name"]
+    (torch.float32, tensor(3), 'cat')
+    """
+    options = tensor_options(dtype, device, copy, casting, pin_memory, non_blocking)
+    return walk(tree, _tensor_leaf(options))
+
+
+@overload
+def tree_to_numpy(
+    tree: npt.NDArray[Any] | torch.Tensor | np.generic,
+    /,
+    *,
+    dtype: DTypeLike | DtypePolicy = ...,
+    copy: bool | None = ...,
+    casting: Casting = ...,
+) -> npt.NDArray[Any]: ...
+@overload
+def tree_to_numpy(
+    tree: dict[_K, npt.NDArray[Any]] | dict[_K, torch.Tensor],
+    /,
+    *,
+    dtype: DTypeLike | DtypePolicy = ...,
+    copy: bool | None = ...,
+    casting: Casting = ...,
+) -> dict[_K, npt.NDArray[Any]]: ...
+@overload
+def tree_to_numpy(
+    tree: list[npt.NDArray[Any]] | list[torch.Tensor],
+    /,
+    *,
+    dtype: DTypeLike | DtypePolicy = ...,
+    copy: bool | None = ...,
+    casting: Casting = ...,
+) -> list[npt.NDArray[Any]]: ...
+@overload
+def tree_to_numpy(
+    tree: tuple[npt.NDArray[Any], ...] | tuple[torch.Tensor, ...],
+    /,
+    *,
+    dtype: DTypeLike | DtypePolicy = ...,
+    copy: bool | None = ...,
+    casting: Casting = ...,
+) -> tuple[npt.NDArray[Any], ...]: ...
+@overload
+def tree_to_numpy(
+    tree: _T,
+    /,
+    *,
+    dtype: DTypeLike | DtypePolicy = ...,
+    copy: bool | None = ...,
+    casting: Casting = ...,
+) -> Any: ...
+def tree_to_numpy(
+    tree: object,
+    /,
+    *,
+    dtype: DTypeLike | DtypePolicy = FLOAT32,
+    copy: bool | None = None,
+    casting: Casting = "same_kind",
+) -> Any:
+    """Convert every array leaf of a nested batch with ``to_numpy``, keeping the structure.
+
+    The same walk as ``tree_to_tensor``: tensors (on any device; GPU values are
+    final when this returns), ndarrays and NumPy scalars are converted, every
+    other leaf is returned untouched.
+
+    Args:
+        tree: the nested batch.
+        dtype, copy, casting: as for ``to_numpy``, applied to every leaf.
+
+    Returns:
+        A new structure of the same shape.
+
+    Raises:
+        TensorBridgeError: the subclass the leaf raised, its message starting
+            with the leaf's path, for example ``batch["logits"]: ...``.
+
+    >>> import torch, tensorbridge as tb
+    >>> out = tb.tree_to_numpy({"logits": torch.zeros(2, dtype=torch.float64), "step": 7})
+    >>> out["logits"].dtype, out["step"]
+    (dtype('float32'), 7)
+    """
+    options = numpy_options(dtype, copy, casting)
+    return walk(tree, _numpy_leaf(options))
