@@ -9,7 +9,6 @@ why not when it cannot.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final, TypeVar, overload
 
 import numpy as np
@@ -72,24 +71,52 @@ def is_ndarray(value: object) -> TypeIs[npt.NDArray[Any]]:
     return isinstance(value, np.ndarray)
 
 
-@dataclass(frozen=True, slots=True)
 class Options:
-    """The keyword options of one call, checked once (a tree reuses them for every leaf)."""
+    """The keyword options of one call, checked once (a tree reuses them for every leaf).
 
-    dtype: object  # the DtypePolicy or dtype-like as given, for messages
-    policy: DtypePolicy | None
-    fixed: DType | None
-    device: torch.device | None
-    copy: bool | None
-    casting: str
-    pin_memory: bool = False
-    non_blocking: bool = False
+    A plain slotted class rather than a frozen dataclass: it is built on every
+    general-path call, and frozen dataclasses are several times slower to build.
+    """
+
+    __slots__ = (
+        "casting",
+        "copy",
+        "device",
+        "dtype",
+        "fixed",
+        "non_blocking",
+        "pin_memory",
+        "policy",
+    )
+
+    def __init__(
+        self,
+        dtype: object,
+        policy: DtypePolicy | None,
+        fixed: DType | None,
+        device: torch.device | None,
+        copy: bool | None,
+        casting: str,
+        pin_memory: bool = False,
+        non_blocking: bool = False,
+    ) -> None:
+        self.dtype = dtype  # the DtypePolicy or dtype-like as given, for messages
+        self.policy = policy
+        self.fixed = fixed
+        self.device = device
+        self.copy = copy
+        self.casting = casting
+        self.pin_memory = pin_memory
+        self.non_blocking = non_blocking
 
     def result_dtype(self, source: DType) -> DType:
         if self.policy is not None:
             return self.policy.apply(source)
         assert self.fixed is not None
         return self.fixed
+
+
+_DEFAULT_OPTIONS: Final = Options(FLOAT32, FLOAT32, None, None, None, "same_kind")
 
 
 def tensor_options(
@@ -101,6 +128,15 @@ def tensor_options(
     non_blocking: object = False,
 ) -> Options:
     """Check every option of ``to_tensor`` and resolve the dtype and device once."""
+    if (
+        dtype is FLOAT32
+        and device is None
+        and copy is None
+        and casting == "same_kind"
+        and pin_memory is False
+        and non_blocking is False
+    ):
+        return _DEFAULT_OPTIONS
     options = numpy_options(dtype, copy, casting)
     pin_memory = _check_bool("pin_memory", pin_memory)
     non_blocking = _check_bool("non_blocking", non_blocking)
@@ -129,6 +165,8 @@ def _check_bool(name: str, value: object) -> bool:
 
 def numpy_options(dtype: object, copy: object, casting: object) -> Options:
     """Check the options of ``to_numpy`` and resolve the dtype once."""
+    if dtype is FLOAT32 and copy is None and casting == "same_kind":
+        return _DEFAULT_OPTIONS
     if copy is not None and copy is not True and copy is not False:
         raise InvalidArgumentError(
             f"copy={copy!r} is not a copy mode; pass None (share when possible), True "

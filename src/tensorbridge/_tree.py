@@ -32,7 +32,7 @@ from ._convert import (
 from ._dtypes import FLOAT32, Casting, DTypeLike, DtypePolicy
 from ._errors import TensorBridgeError
 
-__all__ = ["format_path", "rebuild_mapping", "tree_to_numpy", "tree_to_tensor", "walk"]
+__all__ = ["format_path", "rebuild_mapping", "tree_to_numpy", "tree_to_tensor", "walk_tree"]
 
 _K = TypeVar("_K")
 _T = TypeVar("_T")
@@ -76,44 +76,80 @@ def rebuild_mapping(original: Mapping[Any, Any], items: dict[Any, Any]) -> Mappi
         return items
 
 
-def _is_namedtuple(value: object) -> bool:
-    return isinstance(value, tuple) and hasattr(type(value), "_fields")
+class _LeafFailure(Exception):
+    """Carries a leaf's TensorBridgeError up the tree, collecting the path on the way."""
+
+    def __init__(self, error: TensorBridgeError) -> None:
+        super().__init__(error)
+        self.error = error
+        self.reversed_path: list[object] = []
 
 
-def walk(tree: object, leaf: Leaf, path: tuple[object, ...] = ()) -> object:
+# Leaves returned untouched, by exact type: most batches are mostly these, and
+# an exact-type test is far cheaper than the isinstance chain below.
+_PLAIN: Final = frozenset({str, bytes, int, float, bool, complex, type(None)})
+
+
+def walk(tree: object, leaf: Leaf) -> object:
     """``tree`` with ``leaf`` applied to every array leaf and the structure rebuilt.
 
-    Leaf errors are re-raised as the same class with the leaf's path in front.
+    Raises:
+        _LeafFailure: a leaf raised; the caller turns it back into the leaf's
+            error class with the path in front (see ``walk_tree``).
     """
-    if isinstance(tree, (np.ndarray, torch.Tensor, np.generic)):
+    kind = type(tree)
+    if kind in _PLAIN:
+        return tree
+    if kind is np.ndarray or isinstance(tree, (np.ndarray, torch.Tensor, np.generic)):
         try:
             return leaf(tree)
         except TensorBridgeError as error:
-            raise type(error)(f"{format_path(path)}: {error}") from error
-    if isinstance(tree, Mapping):
-        items = {key: walk(value, leaf, (*path, key)) for key, value in tree.items()}
-        return rebuild_mapping(tree, items)
-    if isinstance(tree, list):
-        return [walk(value, leaf, (*path, index)) for index, value in enumerate(tree)]
-    if isinstance(tree, tuple):
-        if _is_namedtuple(tree):
-            named: Any = type(tree)
-            return named(
-                *(
-                    walk(value, leaf, (*path, _Field(name)))
-                    for name, value in zip(named._fields, tree, strict=True)
-                )
-            )
-        return tuple(walk(value, leaf, (*path, index)) for index, value in enumerate(tree))
-    if dataclasses.is_dataclass(tree) and not isinstance(tree, type):
-        rebuilt = copy_module.copy(tree)
-        for field in dataclasses.fields(tree):
-            value = getattr(tree, field.name)
-            # object.__setattr__ also works on frozen dataclasses, and on copies
-            # made without calling __init__ (fields with init=False included).
-            object.__setattr__(rebuilt, field.name, walk(value, leaf, (*path, _Field(field.name))))
-        return rebuilt
+            raise _LeafFailure(error) from error
+    step: object = None
+    try:
+        if kind is dict or isinstance(tree, Mapping):
+            items = {}
+            for step, value in tree.items():  # type: ignore[attr-defined]
+                items[step] = walk(value, leaf)
+            return items if kind is dict else rebuild_mapping(tree, items)  # type: ignore[arg-type]
+        if kind is list or kind is tuple:
+            converted = []
+            for step, value in enumerate(tree):  # type: ignore[arg-type]  # noqa: B007 (step: read by the except clause)
+                converted.append(walk(value, leaf))
+            return converted if kind is list else tuple(converted)
+        if isinstance(tree, tuple) and hasattr(kind, "_fields"):  # a namedtuple
+            named: Any = kind
+            fields = []
+            for name, value in zip(named._fields, tree, strict=True):
+                step = _Field(name)
+                fields.append(walk(value, leaf))
+            return named(*fields)
+        if isinstance(tree, (list, tuple)):  # other subclasses: rebuilt as the base type
+            converted = []
+            for step, value in enumerate(tree):  # noqa: B007 (step: read by the except clause)
+                converted.append(walk(value, leaf))
+            return converted if isinstance(tree, list) else tuple(converted)
+        if dataclasses.is_dataclass(tree) and not isinstance(tree, type):
+            rebuilt = copy_module.copy(tree)
+            for field in dataclasses.fields(tree):
+                step = _Field(field.name)
+                # object.__setattr__ also works on frozen dataclasses.
+                object.__setattr__(rebuilt, field.name, walk(getattr(tree, field.name), leaf))
+            return rebuilt
+    except _LeafFailure as failure:
+        failure.reversed_path.append(step)
+        raise
     return tree
+
+
+def walk_tree(tree: object, leaf: Leaf) -> object:
+    """``walk``, with a leaf's error re-raised as its own class, its path in front."""
+    try:
+        return walk(tree, leaf)
+    except _LeafFailure as failure:
+        error = failure.error
+        path = format_path(tuple(reversed(failure.reversed_path)))
+        raise type(error)(f"{path}: {error}") from error
 
 
 def _tensor_leaf(options: Options) -> Leaf:
@@ -257,7 +293,7 @@ def tree_to_tensor(
     (torch.float32, tensor(3), 'cat')
     """
     options = tensor_options(dtype, device, copy, casting, pin_memory, non_blocking)
-    return walk(tree, _tensor_leaf(options))
+    return walk_tree(tree, _tensor_leaf(options))
 
 
 @overload
@@ -336,4 +372,4 @@ def tree_to_numpy(
     (dtype('float32'), 7)
     """
     options = numpy_options(dtype, copy, casting)
-    return walk(tree, _numpy_leaf(options))
+    return walk_tree(tree, _numpy_leaf(options))
