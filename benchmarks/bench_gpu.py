@@ -62,6 +62,30 @@ def link() -> dict[str, object]:
     }
 
 
+def copy_throughput(megabytes: int) -> dict[str, float]:
+    """GB/s of each way to copy ``megabytes`` between host and device."""
+    nbytes = megabytes << 20
+    host = torch.empty(nbytes, dtype=torch.uint8)
+    pinned = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
+    device = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+
+    def fresh_pinned() -> torch.Tensor:
+        out = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
+        out.copy_(device, non_blocking=True)
+        torch.cuda.current_stream().synchronize()
+        return out
+
+    seconds = {
+        "h2d_pageable": timed(lambda: device.copy_(host)),
+        "h2d_pinned": timed(lambda: device.copy_(pinned, non_blocking=True)),
+        "d2h_pageable": timed(lambda: device.to("cpu")),
+        "d2h_pinned_reused": timed(lambda: pinned.copy_(device, non_blocking=True)),
+        "d2h_pinned_new_buffer": timed(fresh_pinned),
+        "d2h_tb_to_numpy": timed(lambda: tb.to_numpy(device)),
+    }
+    return {"MB": float(megabytes)} | {name: nbytes / s / 1e9 for name, s in seconds.items()}
+
+
 def main() -> int:
     if not torch.cuda.is_available():
         print("CUDA is not available: GPU benchmark skipped")
@@ -72,9 +96,8 @@ def main() -> int:
         "numpy": np.__version__,
         "link": link(),
     }
-    print(
-        f"{results['device']}, torch {torch.__version__}, numpy {np.__version__}, link {results['link']}"
-    )
+    print(f"{results['device']}, torch {torch.__version__}, numpy {np.__version__}")
+    print(f"link: {results['link']}")
 
     # 1. uint8 -> float32 onto the GPU, 64 MB of uint8.
     images = np.random.default_rng(0).integers(0, 255, size=64 << 20, dtype=np.uint8)
@@ -94,9 +117,8 @@ def main() -> int:
     for name, seconds in rows.items():
         ratio = seconds / raw
         uint8_rows[name] = {"ms": seconds * 1e3, "ratio": ratio, "met": ratio <= 0.5}
-        print(
-            f"  {name:60s} {seconds * 1e3:8.2f} ms  ratio {ratio:.3f}  {'met' if ratio <= 0.5 else 'NOT MET'}"
-        )
+        verdict = "met" if ratio <= 0.5 else "NOT MET"
+        print(f"  {name:60s} {seconds * 1e3:8.2f} ms  ratio {ratio:.3f}  {verdict}")
     results["uint8_to_float32_64MB"] = {"raw_ms": raw * 1e3, "rows": uint8_rows}
 
     # 2. Host <-> device throughput, pageable and page-locked.
@@ -105,37 +127,10 @@ def main() -> int:
         f"  {'size':>8s} {'H2D pageable':>13s} {'H2D pinned':>11s} {'D2H pageable':>13s} "
         f"{'D2H pinned':>11s} {'D2H new pinned':>15s} {'tb.to_numpy':>12s}"
     )
-    throughput = []
-    for megabytes in (1, 4, 8, 16, 64, 256):
-        nbytes = megabytes << 20
-        host = torch.empty(nbytes, dtype=torch.uint8)
-        pinned = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
-        device = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
-        h2d_pageable = timed(lambda: device.copy_(host))
-        h2d_pinned = timed(lambda: device.copy_(pinned, non_blocking=True))
-        d2h_pageable = timed(lambda: device.to("cpu"))
-        d2h_pinned = timed(lambda: pinned.copy_(device, non_blocking=True))
-
-        def fresh_pinned() -> torch.Tensor:
-            out = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
-            out.copy_(device, non_blocking=True)
-            torch.cuda.current_stream().synchronize()
-            return out
-
-        d2h_fresh = timed(fresh_pinned)
-        d2h_tb = timed(lambda: tb.to_numpy(device))
-        row = {
-            "MB": megabytes,
-            "h2d_pageable": nbytes / h2d_pageable / 1e9,
-            "h2d_pinned": nbytes / h2d_pinned / 1e9,
-            "d2h_pageable": nbytes / d2h_pageable / 1e9,
-            "d2h_pinned_reused": nbytes / d2h_pinned / 1e9,
-            "d2h_pinned_new_buffer": nbytes / d2h_fresh / 1e9,
-            "d2h_tb_to_numpy": nbytes / d2h_tb / 1e9,
-        }
-        throughput.append(row)
+    throughput = [copy_throughput(megabytes) for megabytes in (1, 4, 8, 16, 64, 256)]
+    for row in throughput:
         print(
-            f"  {megabytes:6d}MB {row['h2d_pageable']:13.1f} {row['h2d_pinned']:11.1f} "
+            f"  {row['MB']:6.0f}MB {row['h2d_pageable']:13.1f} {row['h2d_pinned']:11.1f} "
             f"{row['d2h_pageable']:13.1f} {row['d2h_pinned_reused']:11.1f} "
             f"{row['d2h_pinned_new_buffer']:15.1f} {row['d2h_tb_to_numpy']:12.1f}"
         )
@@ -156,7 +151,8 @@ def main() -> int:
     raw = timed(lambda: default_collate(samples).to("cuda").float())
     ours = timed(lambda: tb.collate(samples, device="cuda", non_blocking=True))
     print(
-        f"\ncollate 64 uint8 3x224x224 to cuda float32: default_collate+.to+.float {raw * 1e3:.2f} ms, "
+        "\ncollate 64 uint8 3x224x224 to cuda float32: "
+        f"default_collate+.to+.float {raw * 1e3:.2f} ms, "
         f"tb.collate {ours * 1e3:.2f} ms, ratio {ours / raw:.3f}"
     )
     results["collate_uint8_cuda"] = {
