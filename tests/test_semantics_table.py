@@ -1,13 +1,15 @@
-"""The README's share/copy table, row by row, checked by mutation.
+"""The share/copy/raise tables of README.md and docs/semantics.md, row by row.
 
-Each row of the table in README.md names a call and an input; this module knows
-how to build that input, runs the call, and checks the promised outcome by
-writing into one side and reading the other. A row added to the README without a
-builder here fails the suite, so the table cannot drift from the code.
+Each row names a call and an input; this module knows how to build that input,
+runs the call, and checks the promised outcome: sharing by writing into one side
+and reading the other, errors by their class. A row added to either document
+without a builder here fails the suite, so the tables cannot drift from the code.
 """
 
 from __future__ import annotations
 
+import builtins
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,11 @@ import torch
 
 import tensorbridge as tb
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = {
+    "README.md": "## What shares, what copies, what raises",
+    "docs/semantics.md": "## What shares, what copies",
+}
 
 Value = Any  # an ndarray or a tensor
 
@@ -38,6 +44,49 @@ def _structured_field() -> np.ndarray:
 def _bfloat16_array() -> np.ndarray:
     ml_dtypes = pytest.importorskip("ml_dtypes")
     return np.zeros(4, dtype=ml_dtypes.bfloat16)
+
+
+def _float8_array() -> np.ndarray:
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    return np.zeros(4, dtype=ml_dtypes.float8_e4m3fn)
+
+
+def _needs_cuda() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+
+
+def _cuda_tensor() -> torch.Tensor:
+    _needs_cuda()
+    return torch.zeros(4, device="cuda")
+
+
+def _memmap() -> np.ndarray:
+    import tempfile
+
+    path = Path(tempfile.mkdtemp()) / "data.bin"
+    np.zeros(4, np.float32).tofile(path)
+    return np.memmap(path, dtype=np.float32, mode="r+", shape=(4,))
+
+
+class _Interface:
+    """An object that hands over its memory through ``__array_interface__`` only."""
+
+    def __init__(self) -> None:
+        self.base = np.zeros(4, np.float32)
+        self.__array_interface__ = self.base.__array_interface__
+
+
+def _complex32_tensor() -> torch.Tensor:
+    with warnings.catch_warnings():  # torch: "ComplexHalf support is experimental"
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.zeros(4, dtype=torch.float16).to(torch.complex32)
+
+
+def _float32_without_cuda() -> np.ndarray:
+    if torch.cuda.is_available():
+        pytest.skip("checks the error raised without CUDA")
+    return np.zeros(4, np.float32)
 
 
 def _grad_tensor() -> torch.Tensor:
@@ -61,8 +110,23 @@ def _plain(function: Callable[..., Value], value: Value, **options: Any) -> Valu
     return function(value, **options)
 
 
+def _with_options(**fixed: Any) -> Callable[..., Value]:
+    def convert(function: Callable[..., Value], value: Value, **options: Any) -> Value:
+        return function(value, **fixed, **options)
+
+    return convert
+
+
 CALLS: dict[str, tuple[Callable[..., Value], Callable[..., Value]]] = {
     "to_tensor": (tb.to_tensor, _plain),
+    'to_tensor(device="cuda")': (tb.to_tensor, _with_options(device="cuda")),
+    'to_tensor(device="cpu")': (tb.to_tensor, _with_options(device="cpu")),
+    "to_tensor(dtype=torch.int32)": (tb.to_tensor, _with_dtype(torch.int32)),
+    'to_tensor(dtype=torch.float16, casting="safe")': (
+        tb.to_tensor,
+        _with_options(dtype=torch.float16, casting="safe"),
+    ),
+    'to_tensor(dtype="float33")': (tb.to_tensor, _with_options(dtype="float33")),
     "to_tensor(dtype=PRESERVE)": (tb.to_tensor, _with_dtype(tb.PRESERVE)),
     "to_tensor(dtype=torch.float64)": (tb.to_tensor, _with_dtype(torch.float64)),
     "to_numpy": (tb.to_numpy, _plain),
@@ -80,6 +144,30 @@ INPUTS: dict[str, list[Callable[[], object]]] = {
     "float64 ndarray (default policy: becomes float32)": [lambda: np.zeros(4)],
     "float64 ndarray": [lambda: np.zeros(4)],
     "ml_dtypes bfloat16 ndarray": [_bfloat16_array],
+    "ml_dtypes float8_e4m3fn ndarray": [_float8_array],
+    'memory-mapped file opened `"r+"` (`np.memmap`)': [_memmap],
+    "`bytearray` (buffer protocol)": [lambda: bytearray(16)],
+    "`memoryview` of `bytes` (read-only buffer)": [lambda: memoryview(bytes(16))],
+    "object with `__array_interface__`": [_Interface],
+    "float32 ndarray (needs CUDA)": [lambda: (_needs_cuda(), np.zeros(4, np.float32))[1]],
+    "float32 CUDA tensor (needs CUDA)": [_cuda_tensor],
+    "int64 CPU tensor": [lambda: torch.zeros(4, dtype=torch.int64)],
+    "float8_e5m2 CPU tensor": [lambda: torch.zeros(4, dtype=torch.float8_e5m2)],
+    "longdouble ndarray": [lambda: np.zeros(4, np.longdouble)],
+    "str, datetime64 or object ndarray": [
+        lambda: np.array(["a", "b"]),
+        lambda: np.zeros(2, dtype="datetime64[s]"),
+        lambda: np.array([object(), object()]),
+    ],
+    "complex32 CPU tensor": [_complex32_tensor],
+    "`str`, `bytes`, `None` or `dict`": [lambda: "abc", lambda: b"abc", lambda: None, dict],
+    "ragged nested list": [lambda: [[1.0, 2.0], [3.0]]],
+    "masked array with masked elements": [
+        lambda: np.ma.masked_array(np.zeros(3, np.float32), mask=[False, True, False])
+    ],
+    "sparse tensor": [lambda: torch.eye(3).to_sparse()],
+    "meta tensor": [lambda: torch.empty(3, device="meta")],
+    "float32 ndarray (no CUDA)": [_float32_without_cuda],
     'read-only ndarray (`np.load(mmap_mode="r")`, `np.frombuffer(bytes)`)': [
         lambda: _readonly(np.zeros(4, np.float32)),
         lambda: np.frombuffer(bytes(16), dtype=np.float32),
@@ -114,13 +202,14 @@ INPUTS: dict[str, list[Callable[[], object]]] = {
 
 
 def _rows() -> list[tuple[str, str, str]]:
-    text = README.read_text(encoding="utf-8")
-    section = text.split("## What shares, what copies, what raises", 1)[1].split("\n## ", 1)[0]
     rows = []
-    for line in section.splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) == 3 and cells[0].startswith("`") and not set(cells[0]) <= {"-"}:
-            rows.append((cells[0].strip("`"), cells[1], cells[2]))
+    for name, heading in DOCUMENTS.items():
+        text = (ROOT / name).read_text(encoding="utf-8")
+        section = text.split(heading, 1)[1].split("\n## Dtypes", 1)[0].split("\n## dtype", 1)[0]
+        for line in section.splitlines():
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            if len(cells) == 3 and cells[0].startswith("`") and cells[0].endswith("`"):
+                rows.append((cells[0][1:-1], cells[1], cells[2]))
     return rows
 
 
@@ -135,6 +224,10 @@ def _memory_owner(value: object) -> Value | None:
     """What a write can be made to, for inputs that have memory of their own."""
     if isinstance(value, np.ma.MaskedArray):
         return value.data
+    if isinstance(value, bytearray):
+        return np.frombuffer(value, dtype=np.uint8)
+    if isinstance(value, _Interface):
+        return value.base
     if isinstance(value, (np.ndarray, torch.Tensor)):
         return value
     return None
@@ -187,8 +280,8 @@ def _aliases(source: object, result: Value) -> bool:
     return False
 
 
-def test_the_table_has_rows() -> None:
-    assert len(ROWS) >= 20
+def test_the_tables_have_rows() -> None:
+    assert len(ROWS) >= 60
 
 
 @pytest.mark.parametrize(
@@ -200,6 +293,14 @@ def test_row(call: str, input_text: str, outcome: str) -> None:
     function, convert = CALLS[call]
     for build in INPUTS[input_text]:
         source = build()
+        if "Error" in outcome:
+            errors = tuple(
+                getattr(tb, n, None) or getattr(builtins, n) for n in outcome.split(", ")
+            )
+            with pytest.raises(errors[0]) as raised:
+                convert(function, source)
+            assert all(isinstance(raised.value, error) for error in errors)
+            continue
         if outcome.startswith("shares"):
             result = convert(function, source)
             assert _aliases(source, result), f"{call} on {input_text}: expected sharing"
