@@ -94,8 +94,8 @@ def torch_dtype(dt: Any) -> torch.dtype:
 def numpy_dtype(dt: torch.dtype) -> np.dtype[Any]:
     """The NumPy dtype of section 4's table for a torch dtype."""
     name = str(dt).removeprefix("torch.")
-    if hasattr(np, name) and name not in ("bfloat16",) and not name.startswith("float8"):
-        return np.dtype(name)
+    if name not in ("bfloat16",) and not name.startswith("float8"):
+        return np.dtype(name)  # np.dtype("bool") works on NumPy 1 and 2; np.bool warns on 1
     if ml_dtypes is None:
         raise LookupError(f"{dt} needs ml_dtypes")
     return np.dtype(getattr(ml_dtypes, name))

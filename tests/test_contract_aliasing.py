@@ -48,7 +48,8 @@ def _flip(x, idx) -> None:
     else:
         a = _writable_alias(x)
         part = a.real if a.dtype.kind == "c" else a
-        part.view(f"u{part.dtype.itemsize}")[idx] ^= 1
+        bits = part.view(f"u{part.dtype.itemsize}")
+        bits[idx] ^= bits.dtype.type(1)  # NumPy 1 will not mix uint64 with a Python int
 
 
 def _element_bits(x, idx) -> np.ndarray:

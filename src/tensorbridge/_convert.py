@@ -233,8 +233,8 @@ def to_tensor(
     (torch.float32, False)
     >>> t = tb.to_tensor(a, dtype=tb.PRESERVE, copy=False)
     >>> t[0] = 7.0
-    >>> a[0]
-    np.float64(7.0)
+    >>> float(a[0])
+    7.0
     """
     if (
         type(data) is _ndarray
@@ -751,10 +751,15 @@ def _has_python_int(data: object) -> bool:
     return isinstance(data, int) and not isinstance(data, bool)
 
 
+# NumPy 2 imports DLPack memory writable unless the exporter marks it read-only
+# (DLPack 1.0); NumPy 1 marks every import read-only, which would force a copy.
+_NUMPY_KEEPS_READ_ONLY_FLAG: Final = int(np.__version__.split(".")[0]) >= 2
+
+
 def _from_dlpack(data: Any, function: str) -> torch.Tensor | npt.NDArray[Any]:
     try:
         device_type, _ = data.__dlpack_device__()
-        if int(device_type) == 1:  # kDLCPU: NumPy keeps the read-only flag, torch would not
+        if int(device_type) == 1 and _NUMPY_KEEPS_READ_ONLY_FLAG:  # kDLCPU
             return np.from_dlpack(data)
         return _torch_from_dlpack(data)
     except (BufferError, RuntimeError, TypeError, ValueError) as error:
