@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy as copy_module
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -19,6 +20,7 @@ import numpy.typing as npt
 import torch
 from torch.utils.data import get_worker_info
 
+from . import _parallel
 from ._convert import (
     Options,
     array_to_tensor,
@@ -246,6 +248,13 @@ def _stack_arrays(leaves: list[Any], options: Options, path: tuple[object, ...])
         view = share_tensor(batch, carried)
         if not shape:
             cast_into(view, np.asarray(arrays))  # scalars: one call, not one per sample
+        elif view.nbytes >= _parallel.PARALLEL_BYTES:
+            _parallel.run(
+                [
+                    functools.partial(cast_into, slot, array, parallel=False)
+                    for slot, array in zip(view, arrays, strict=True)
+                ]
+            )
         else:
             for slot, array in zip(view, arrays, strict=True):
                 cast_into(slot, array)

@@ -125,10 +125,12 @@ def host_to_device(
     return host.to(device)
 
 
-#: Device-to-host copies of at least this many bytes go through a page-locked
-#: buffer (DMA at full bus speed) instead of pageable memory. Set from the GPU
-#: benchmark (benchmarks/bench_gpu.py); see docs/benchmarks.md.
-PINNED_STAGING_BYTES: Final = 8 << 20
+#: Device-to-host copies of at least this many bytes go through a new page-locked
+#: buffer (DMA at full bus speed) instead of pageable memory. Measured on an H200
+#: (PCIe 5 x16, benchmarks/results/h200-2026-11-26): at 1 MB a new pinned buffer
+#: already moved 22.6 GB/s against 7.1 GB/s pageable, and pageable copies of
+#: 64 MB and more fell to 1.2 GB/s; smaller sizes were not measured.
+PINNED_STAGING_BYTES: Final = 1 << 20
 
 
 def device_to_host(tensor: torch.Tensor) -> torch.Tensor:

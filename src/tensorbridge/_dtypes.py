@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
@@ -19,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from . import _parallel
 from ._errors import CastingError, InvalidArgumentError, UnsupportedDtypeError
 
 __all__ = [
@@ -501,7 +503,7 @@ def check_cast(source: DType, target: DType, casting: str) -> None:
         )
 
 
-def cast_into(out: npt.NDArray[Any], array: npt.NDArray[Any]) -> None:
+def cast_into(out: npt.NDArray[Any], array: npt.NDArray[Any], *, parallel: bool = True) -> None:
     """Write ``array``'s values into ``out`` (same shape), converted as NumPy converts.
 
     The values are exactly NumPy's, without NumPy's warnings: the ``casting``
@@ -509,14 +511,27 @@ def cast_into(out: npt.NDArray[Any], array: npt.NDArray[Any]) -> None:
     an integer under ``casting="unsafe"``, or a complex-to-real cast (which keeps
     the real part) pass quietly, as they do on the torch paths. ``np.errstate``
     is thread-local and restored on exit, so no global state changes.
+
+    Large copies are split across threads (``_parallel``); ``parallel=False``
+    keeps this one on the calling thread (for callers that parallelise already).
     """
     if array.dtype.kind == "c" and out.dtype.kind != "c":
         array = array.real
-    with np.errstate(over="ignore", invalid="ignore"):
-        if not np.can_cast(array.dtype, out.dtype, "unsafe"):
-            # ml_dtypes has no direct cast between some of its types (float8_e8m0fnu
-            # and the other float8s); each of them widens exactly into float32.
+    if not np.can_cast(array.dtype, out.dtype, "unsafe"):
+        # ml_dtypes has no direct cast between some of its types (float8_e8m0fnu
+        # and the other float8s); each of them widens exactly into float32.
+        with np.errstate(over="ignore", invalid="ignore"):
             array = array.astype(np.float32)
+    pieces = _parallel.chunks(out, array) if parallel else None
+    if pieces is None:
+        _copy(out, array)
+    else:
+        _parallel.run([functools.partial(_copy, *piece) for piece in pieces])
+
+
+def _copy(out: npt.NDArray[Any], array: npt.NDArray[Any]) -> None:
+    # np.errstate is per thread, so each worker thread sets its own.
+    with np.errstate(over="ignore", invalid="ignore"):
         np.copyto(out, array, casting="unsafe")
 
 
