@@ -12,9 +12,12 @@ they carry over between machines far better.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import timeit
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -173,6 +176,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke test)")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
     args = parser.parse_args()
     repeat = 3 if args.quick else 15
     print(
@@ -181,6 +185,30 @@ def main() -> int:
     )
     rows = share_rows(repeat) + cast_rows(repeat) + tree_rows(repeat) + collate_rows(repeat)
     met = print_rows(rows)
+    if args.json:
+        machine = {
+            "tensorbridge": tb.__version__,
+            "numpy": np.__version__,
+            "torch": str(torch.__version__),
+            "torch_threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(),
+        }
+        payload = {
+            "machine": machine,
+            "rows": [
+                {
+                    "path": row.name,
+                    "versus": row.raw_name,
+                    "ours_s": row.ours,
+                    "raw_s": row.raw,
+                    "ratio": row.ratio,
+                    "bar": row.bar,
+                    "met": row.met,
+                }
+                for row in rows
+            ],
+        }
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     print("all bars met" if met else "some bars NOT met")
     return 0 if met else 1
 

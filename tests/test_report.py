@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -9,9 +10,9 @@ import numpy as np
 import torch
 
 
-def _report() -> str:
+def _report(*arguments: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-W", "error", "-m", "tensorbridge"],
+        [sys.executable, "-W", "error", "-m", "tensorbridge", *arguments],
         capture_output=True,
         text=True,
         timeout=120,
@@ -38,3 +39,23 @@ def test_report_rows_match_real_behaviour() -> None:
     assert "UnsupportedDtypeError" in lines["longdouble"]
     assert "copies -> np.float32" in lines["torch.float64"]
     assert "copies -> np.complex64" in lines["torch.complex32"]
+
+
+def test_report_has_a_verdict_per_section_and_all_are_ok() -> None:
+    verdicts = [line for line in _report().splitlines() if line.strip().startswith("verdict")]
+    assert len(verdicts) == 4
+    assert all(line.split(None, 1)[1].startswith("ok") for line in verdicts)
+
+
+def test_json_report_matches_real_conversions() -> None:
+    report = json.loads(_report("--json"))
+    rows = {row["dtype"]: row for row in report["numpy_to_torch"]["rows"]}
+    assert rows["float64"]["default"] == "copies -> torch.float32"
+    assert rows["int64"]["default"] == "shares -> torch.int64"
+    torch_rows = {row["dtype"]: row for row in report["torch_to_numpy"]["rows"]}
+    assert torch_rows["torch.bfloat16"]["default"] == "copies -> np.float32"
+    assert report["cuda"]["available"] == torch.cuda.is_available()
+    for section in ("numpy_to_torch", "torch_to_numpy"):
+        for row in report[section]["rows"]:
+            assert row["default"] == row["promised_default"], row
+            assert row["preserve"] == row["promised_preserve"], row

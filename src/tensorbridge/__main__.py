@@ -2,43 +2,60 @@
 
 Every row of the dtype tables comes from really converting a small array or
 tensor with ``to_tensor`` / ``to_numpy`` and looking at the result, so the report
-shows what this installation does, not what a table says it should.
+shows what this installation does, not what a table says it should. Each row is
+then compared with what the contract promises for that dtype; a section whose
+rows all match reads "ok", and the exit code is 0 only when every section does.
+
+    python -m tensorbridge            # the report, as text
+    python -m tensorbridge --json     # the same, as JSON
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib.metadata
+import json
 import platform
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from . import FLOAT32, PRESERVE, DtypePolicy, __version__, shares_memory, to_numpy, to_tensor
 from ._dtypes import DType, all_dtypes, ml_dtypes_module
 from ._errors import TensorBridgeError
 
-__all__ = ["main", "report"]
+__all__ = ["collect", "main", "render"]
+
+Row = dict[str, str]
 
 
-def _outcome(
-    convert: Callable[[], np.ndarray | torch.Tensor], source: np.ndarray | torch.Tensor
-) -> str:
+def _outcome(convert: Callable[[], npt.NDArray[Any] | torch.Tensor], source: object) -> str:
+    """What a conversion did: "shares -> torch.float32", "copies -> np.float32" or the error."""
     try:
         result = convert()
     except TensorBridgeError as error:
         return type(error).__name__
-    verb = "shares" if shares_memory(source, result) else "copies"
-    dtype = result.dtype
+    assert isinstance(source, (np.ndarray, torch.Tensor))
+    shared = shares_memory(cast("npt.NDArray[Any] | torch.Tensor", source), result)
+    verb = "shares" if shared else "copies"
+    dtype: object = result.dtype
     name = str(dtype) if isinstance(dtype, torch.dtype) else f"np.{dtype}"
     return f"{verb} -> {name}"
 
 
-def _numpy_row(record: DType, policy: DtypePolicy) -> str:
-    assert record.numpy is not None
-    array = np.zeros(3, dtype=record.numpy)
-    return _outcome(lambda: to_tensor(array, dtype=policy), array)
+def _promised(record: DType, policy: DtypePolicy, target_side: str) -> str:
+    """What the contract promises for a small, writable, native array of ``record``."""
+    result = policy.apply(record)
+    available = result.torch if target_side == "torch" else result.numpy
+    if available is None:
+        return "UnsupportedDtypeError"
+    name = str(result.torch) if target_side == "torch" else f"np.{result.numpy}"
+    return f"{'shares' if result is record else 'copies'} -> {name}"
 
 
 def _torch_sample(record: DType) -> torch.Tensor | None:
@@ -51,89 +68,148 @@ def _torch_sample(record: DType) -> torch.Tensor | None:
         return None
 
 
-def _torch_row(sample: torch.Tensor, policy: DtypePolicy) -> str:
-    return _outcome(lambda: to_numpy(sample, dtype=policy), sample)
+def _numpy_row(record: DType) -> Row:
+    assert record.numpy is not None
+    array = np.zeros(3, dtype=record.numpy)
+    return {
+        "dtype": record.name,
+        "default": _outcome(lambda: to_tensor(array), array),
+        "preserve": _outcome(lambda: to_tensor(array, dtype=PRESERVE), array),
+        "promised_default": _promised(record, FLOAT32, "torch"),
+        "promised_preserve": _promised(record, PRESERVE, "torch"),
+    }
 
 
-def _table(rows: list[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    lines = []
-    for index, row in enumerate(rows):
-        lines.append(
-            "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        )
-        if index == 0:
-            lines.append("  " + "  ".join("-" * width for width in widths))
+def _torch_row(record: DType, tensor: torch.Tensor) -> Row:
+    return {
+        "dtype": str(record.torch),
+        "default": _outcome(lambda: to_numpy(tensor), tensor),
+        "preserve": _outcome(lambda: to_numpy(tensor, dtype=PRESERVE), tensor),
+        "promised_default": _promised(record, FLOAT32, "numpy"),
+        "promised_preserve": _promised(record, PRESERVE, "numpy"),
+    }
+
+
+def _dtype_rows() -> tuple[list[Row], list[Row]]:
+    numpy_rows: list[Row] = []
+    torch_rows: list[Row] = []
+    with warnings.catch_warnings():
+        # Creating complex32 samples makes torch warn that ComplexHalf is
+        # experimental; the report is the whole process, so it may say so quietly.
+        warnings.simplefilter("ignore")
+        for record in all_dtypes():
+            if record.numpy is not None:
+                numpy_rows.append(_numpy_row(record))
+            tensor = _torch_sample(record) if record.torch is not None else None
+            if tensor is not None:
+                torch_rows.append(_torch_row(record, tensor))
+    return numpy_rows, torch_rows
+
+
+def _verdict(rows: list[Row]) -> str:
+    wrong = [
+        row["dtype"]
+        for row in rows
+        if (row["default"], row["preserve"]) != (row["promised_default"], row["promised_preserve"])
+    ]
+    if wrong:
+        return f"PROBLEM: {', '.join(wrong)} did not convert as the contract promises"
+    return f"ok: all {len(rows)} dtypes convert as the contract promises"
+
+
+def collect() -> dict[str, Any]:
+    """Everything the report says, as plain data."""
+    ml_dtypes = ml_dtypes_module()
+    cuda = torch.cuda.is_available()
+    numpy_rows, torch_rows = _dtype_rows()
+    return {
+        "tensorbridge": __version__,
+        "environment": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "numpy": importlib.metadata.version("numpy"),
+            "torch": importlib.metadata.version("torch"),
+            "ml_dtypes": str(getattr(ml_dtypes, "__version__", "installed")) if ml_dtypes else None,
+            "verdict": (
+                "ok"
+                if ml_dtypes
+                else "ok, without ml_dtypes: bfloat16 and float8 cannot reach NumPy "
+                "(pip install 'tensorbridge[ml-dtypes]')"
+            ),
+        },
+        "cuda": {
+            "available": cuda,
+            "version": torch.version.cuda,
+            "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            if cuda
+            else [],
+            "verdict": (
+                f"ok: {torch.cuda.device_count()} device(s)"
+                if cuda
+                else "ok, CPU only: device='cuda' raises a TensorBridgeError"
+            ),
+        },
+        "numpy_to_torch": {"rows": numpy_rows, "verdict": _verdict(numpy_rows)},
+        "torch_to_numpy": {"rows": torch_rows, "verdict": _verdict(torch_rows)},
+    }
+
+
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  " + "  ".join(cell.ljust(w) for cell, w in zip(header, widths, strict=True))]
+    lines.append("  " + "  ".join("-" * w for w in widths))
+    for row in rows:
+        lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
     return [line.rstrip() for line in lines]
 
 
-def report() -> str:
-    """The whole report as text."""
-    ml_dtypes = ml_dtypes_module()
-    ml_version = (
-        getattr(ml_dtypes, "__version__", "installed")
-        if ml_dtypes is not None
-        else "not installed (bfloat16/float8 cannot reach NumPy; "
-        "pip install 'tensorbridge[ml-dtypes]')"
-    )
+def render(report: dict[str, Any]) -> str:
+    """The report as aligned text, a verdict line under each section."""
+    env, cuda = report["environment"], report["cuda"]
     lines = [
-        f"tensorbridge {__version__}",
+        f"tensorbridge {report['tensorbridge']}",
         "",
         "Environment",
-        f"  python     {sys.version.split()[0]} ({platform.platform()})",
-        f"  numpy      {np.__version__}",
-        f"  torch      {torch.__version__}",
-        f"  ml_dtypes  {ml_version}",
+        f"  python     {env['python']} ({env['platform']})",
+        f"  numpy      {env['numpy']}",
+        f"  torch      {env['torch']}",
+        f"  ml_dtypes  {env['ml_dtypes'] or 'not installed'}",
+        f"  verdict    {env['verdict']}",
         "",
         "CUDA",
+        f"  available  {'yes (CUDA ' + str(cuda['version']) + ')' if cuda['available'] else 'no'}",
     ]
-    if torch.cuda.is_available():
-        lines.append(
-            f"  available  yes (CUDA {torch.version.cuda}, {torch.cuda.device_count()} device(s))"
-        )
-        for index in range(torch.cuda.device_count()):
-            lines.append(f"  cuda:{index}     {torch.cuda.get_device_name(index)}")
-    else:
-        lines.append("  available  no (device='cuda' raises a TensorBridgeError)")
-
-    with warnings.catch_warnings():
-        # Creating complex32 samples makes torch warn that ComplexHalf is
-        # experimental; the report is the process here, so it may say so quietly.
-        warnings.simplefilter("ignore")
-        numpy_rows: list[tuple[str, ...]] = [
-            ("numpy dtype", "to_tensor default (FLOAT32)", "to_tensor PRESERVE")
-        ]
-        torch_rows: list[tuple[str, ...]] = [
-            ("torch dtype", "to_numpy default (FLOAT32)", "to_numpy PRESERVE")
-        ]
-        for record in all_dtypes():
-            if record.numpy is not None:
-                numpy_rows.append(
-                    (record.name, _numpy_row(record, FLOAT32), _numpy_row(record, PRESERVE))
-                )
-            if record.torch is not None:
-                sample = _torch_sample(record)
-                if sample is None:
-                    torch_rows.append((str(record.torch), "(torch cannot create it)", ""))
-                else:
-                    torch_rows.append(
-                        (
-                            str(record.torch),
-                            _torch_row(sample, FLOAT32),
-                            _torch_row(sample, PRESERVE),
-                        )
-                    )
-
-    lines += ["", "NumPy -> torch (a 3-element array of each dtype)"]
-    lines += _table(numpy_rows)
-    lines += ["", "torch -> NumPy (a 3-element CPU tensor of each dtype)"]
-    lines += _table(torch_rows)
+    lines += [f"  cuda:{i}     {name}" for i, name in enumerate(cuda["devices"])]
+    lines.append(f"  verdict    {cuda['verdict']}")
+    for key, title, header in (
+        ("numpy_to_torch", "NumPy -> torch (a 3-element array of each dtype)", "numpy dtype"),
+        ("torch_to_numpy", "torch -> NumPy (a 3-element CPU tensor of each dtype)", "torch dtype"),
+    ):
+        section = report[key]
+        rows = [(r["dtype"], r["default"], r["preserve"]) for r in section["rows"]]
+        lines += ["", title]
+        lines += _table((header, "default (FLOAT32)", "PRESERVE"), rows)
+        lines.append(f"  verdict    {section['verdict']}")
     return "\n".join(lines)
 
 
-def main() -> int:
-    print(report())
-    return 0
+def healthy(report: dict[str, Any]) -> bool:
+    return all(
+        report[key]["verdict"].startswith("ok")
+        for key in ("environment", "cuda", "numpy_to_torch", "torch_to_numpy")
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tensorbridge",
+        description="Environment and capability report; exit code 0 when the install is healthy.",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+    report = collect()
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    return 0 if healthy(report) else 1
 
 
 if __name__ == "__main__":

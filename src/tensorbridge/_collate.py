@@ -13,7 +13,7 @@ import copy as copy_module
 import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -80,11 +80,14 @@ def collate(
 
     Args:
         samples: the samples of one batch.
-        dtype, device, casting, pin_memory, non_blocking: as for ``to_tensor``.
-            With a ``device``, exact widenings (uint8 images to float32, say)
-            run on the device after the narrow batch has crossed the bus.
+        dtype: a policy or dtype, as for ``to_tensor``, applied while stacking.
+        device: where the batch goes. An exact widening (uint8 images to
+            float32, say) runs there, after the narrow batch has crossed the bus.
         copy: None or True (a batch is always new memory); False raises
             ``ShareError``.
+        casting: NumPy's casting rule, checked for every sample's dtype change.
+        pin_memory: build the batch in page-locked memory (needs CUDA).
+        non_blocking: as for ``to_tensor``.
 
     Returns:
         The batch, with the structure of one sample.
@@ -103,7 +106,9 @@ def collate(
     options = tensor_options(dtype, device, copy, casting, pin_memory, non_blocking)
     if options.copy is False:
         raise ShareError(f"cannot share memory: {_NEW_MEMORY}; pass copy=None")
-    if isinstance(samples, (str, bytes)) or not isinstance(samples, Sequence):
+    # The cast: the annotation says Sequence, but callers without a type checker
+    # may pass anything, so the check stays.
+    if isinstance(samples, (str, bytes)) or not isinstance(cast(object, samples), Sequence):
         raise InvalidInputError(
             f"collate takes a list of samples, and received a {type(samples).__name__}"
         )
@@ -185,7 +190,8 @@ def _kind(leaf: object) -> str:
         return "string"
     if isinstance(leaf, Mapping):
         return "mapping"
-    if isinstance(leaf, tuple) and hasattr(type(leaf), "_fields"):
+    # The cast: isinstance leaves the tuple's item type unknown to pyright.
+    if isinstance(leaf, tuple) and hasattr(type(cast(object, leaf)), "_fields"):
         return "namedtuple"
     if isinstance(leaf, (list, tuple)):
         return "sequence"
@@ -231,7 +237,11 @@ def _new_batch(shape: tuple[int, ...], dtype: DType, options: Options) -> torch.
 
 def _stack_arrays(leaves: list[Any], options: Options, path: tuple[object, ...]) -> torch.Tensor:
     arrays: list[npt.NDArray[Any]] = [
-        unmask(leaf) if isinstance(leaf, np.ma.MaskedArray) else np.asarray(leaf) for leaf in leaves
+        # The cast: isinstance leaves the masked array's type arguments unknown to pyright.
+        unmask(cast("np.ma.MaskedArray[Any, np.dtype[Any]]", leaf))
+        if isinstance(leaf, np.ma.MaskedArray)
+        else np.asarray(leaf)
+        for leaf in leaves
     ]
     shape = _check_shapes([array.shape for array in arrays], path)
     sources = {from_numpy_dtype(array.dtype) for array in arrays}

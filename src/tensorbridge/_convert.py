@@ -9,7 +9,7 @@ why not when it cannot.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, TypeVar, overload
+from typing import Any, Final, TypeVar, cast, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -69,6 +69,14 @@ def is_tensor(value: object) -> TypeIs[torch.Tensor]:
 
 def is_ndarray(value: object) -> TypeIs[npt.NDArray[Any]]:
     return isinstance(value, np.ndarray)
+
+
+def is_numpy_scalar(value: object) -> TypeIs[np.generic[Any]]:
+    return isinstance(value, np.generic)
+
+
+def is_list_or_tuple(value: object) -> TypeIs[list[Any] | tuple[Any, ...]]:
+    return isinstance(value, (list, tuple))
 
 
 class Options:
@@ -248,7 +256,8 @@ def to_tensor(
         and non_blocking is False
     ):
         try:
-            return torch.from_numpy(data)
+            # torch's stubs leave from_numpy's parameter unannotated.
+            return torch.from_numpy(data)  # pyright: ignore[reportUnknownMemberType]
         except ValueError:
             pass  # negative or uneven strides: the general path explains
     options = tensor_options(dtype, device, copy, casting, pin_memory, non_blocking)
@@ -331,8 +340,10 @@ def _array_share_blocker(
     if target is not source:
         return _dtype_change_reason(source, target, dtype)
     if not array.dtype.isnative:
+        # numpy's stubs type dtype.str as typing.LiteralString, which pyright cannot
+        # resolve under pythonVersion 3.10.
         return (
-            f"the array's byte order is non-native (dtype {array.dtype.str!r}), "
+            f"the array's byte order is non-native (dtype {array.dtype.str!r}), "  # pyright: ignore[reportUnknownMemberType]
             "and torch holds native byte order only"
         )
     return None
@@ -383,10 +394,13 @@ def copy_to_tensor(array: npt.NDArray[Any], source: DType, target: DType) -> tor
 
 def share_ndarray(array: npt.NDArray[Any], dtype: DType) -> torch.Tensor:
     """A tensor over exactly ``array``'s memory (bit views for ml_dtypes types)."""
+    # torch's stubs leave from_numpy's parameter unannotated; numpy's type one
+    # overload of ndarray.view with typing.Self, which pyright cannot resolve under
+    # pythonVersion 3.10.
     if dtype.bits_numpy is not None:
         assert dtype.torch is not None
-        return torch.from_numpy(array.view(dtype.bits_numpy)).view(dtype.torch)
-    return torch.from_numpy(array)
+        return torch.from_numpy(array.view(dtype.bits_numpy)).view(dtype.torch)  # pyright: ignore[reportUnknownMemberType]
+    return torch.from_numpy(array)  # pyright: ignore[reportUnknownMemberType]
 
 
 def tensor_to_tensor(tensor: torch.Tensor, options: Options) -> torch.Tensor:
@@ -554,7 +568,9 @@ def share_tensor(tensor: torch.Tensor, dtype: DType) -> npt.NDArray[Any]:
     """An array over exactly the CPU tensor's memory (bit views for ml_dtypes types)."""
     if dtype.bits_torch is not None:
         assert dtype.numpy is not None
-        return tensor.view(dtype.bits_torch).numpy().view(dtype.numpy)
+        # numpy's stubs type one overload of ndarray.view with typing.Self, which
+        # pyright cannot resolve under pythonVersion 3.10.
+        return tensor.view(dtype.bits_torch).numpy().view(dtype.numpy)  # pyright: ignore[reportUnknownMemberType]
     return tensor.numpy()
 
 
@@ -620,7 +636,7 @@ def _coerce(
     """
     if isinstance(data, torch.Tensor):
         return data, None, False
-    if isinstance(data, np.ndarray):
+    if is_ndarray(data):
         if isinstance(data, np.ma.MaskedArray):
             return unmask(data), _MASKED, False
         return np.asarray(data), None, False  # a base-class view of any subclass
@@ -633,8 +649,10 @@ def _coerce(
             ),
             True,
         )
-    if isinstance(data, np.generic):
-        return (
+    if is_numpy_scalar(data):
+        # numpy's stubs type a scalar's array with typing.Self, which pyright cannot
+        # resolve under pythonVersion 3.10: its dtype reads as unknown.
+        return (  # pyright: ignore[reportUnknownVariableType]
             np.asarray(data),
             (
                 f"a NumPy scalar ({type(data).__name__}) has no memory to share; "
@@ -653,9 +671,11 @@ def _coerce(
             "a number or a (nested) list of numbers"
         )
     if isinstance(data, Mapping):
+        # The cast: isinstance leaves the mapping's type arguments unknown to pyright.
         raise InvalidInputError(
-            f"{function} received a {type(data).__name__}, which is a container, not array "
-            "data; convert each value, or the whole batch with tree_to_tensor/tree_to_numpy"
+            f"{function} received a {type(cast(object, data)).__name__}, which is a "
+            "container, not array data; convert each value, or the whole batch with "
+            "tree_to_tensor/tree_to_numpy"
         )
     if hasattr(data, "__dlpack__") and hasattr(data, "__dlpack_device__"):
         return _from_dlpack(data, function), None, False
@@ -675,7 +695,7 @@ def _coerce(
                 f"{function} received a {type(data).__name__} whose buffer NumPy cannot read "
                 f"({error}); pass an ndarray instead"
             ) from None
-    if isinstance(data, (list, tuple)):
+    if is_list_or_tuple(data):
         return (
             sequence_to_array(data, function),
             (
@@ -746,14 +766,16 @@ def sequence_to_array(data: list[Any] | tuple[Any, ...], function: str) -> npt.N
 
 def _has_python_int(data: object) -> bool:
     """Whether a nested sequence holds a Python int (NumPy 1 on Windows infers int32)."""
-    while isinstance(data, (list, tuple)) and data:
+    while is_list_or_tuple(data) and data:
         data = data[0]
     return isinstance(data, int) and not isinstance(data, bool)
 
 
 # NumPy 2 imports DLPack memory writable unless the exporter marks it read-only
 # (DLPack 1.0); NumPy 1 marks every import read-only, which would force a copy.
-_NUMPY_KEEPS_READ_ONLY_FLAG: Final = int(np.__version__.split(".")[0]) >= 2
+# (numpy's stubs type __version__ as typing.LiteralString, which pyright cannot
+# resolve under pythonVersion 3.10.)
+_NUMPY_KEEPS_READ_ONLY_FLAG: Final = int(np.__version__.split(".")[0]) >= 2  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
 
 
 def _from_dlpack(data: Any, function: str) -> torch.Tensor | npt.NDArray[Any]:
@@ -776,7 +798,7 @@ def _from_array_protocol(data: Any, function: str) -> tuple[npt.NDArray[Any], st
             f"{function} could not get an array from the {type(data).__name__} through "
             f"__array__ ({error})"
         ) from None
-    if not isinstance(array, np.ndarray) or array.dtype.kind == "O":
+    if array.dtype.kind == "O":
         raise InvalidInputError(
             f"{function} got no numeric array from the {type(data).__name__}'s __array__"
         )
@@ -880,7 +902,7 @@ class _Extent:
 
 
 def _memory(value: object, name: str) -> tuple[torch.device, npt.NDArray[Any] | None]:
-    if isinstance(value, np.ndarray):
+    if is_ndarray(value):
         return CPU, value
     if isinstance(value, torch.Tensor):
         if value.layout is not torch.strided:

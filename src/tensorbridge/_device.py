@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final, TypeAlias
+from typing import Final, TypeAlias, cast
 
 import torch
 
@@ -65,7 +65,13 @@ def parse_device(device: object) -> torch.device | None:
                 f"device={device!r} was asked for, but torch.cuda.is_available() is False "
                 "in this process (no GPU, or a CPU-only torch build); pass device=None or 'cpu'"
             )
-        index = torch.cuda.current_device() if parsed.index is None else parsed.index
+        # The cast: torch's stubs type device.index as int, but a device named without
+        # an index ("cuda") has None.
+        index = (
+            torch.cuda.current_device()
+            if cast("int | None", parsed.index) is None
+            else parsed.index
+        )
         if index >= torch.cuda.device_count():
             raise InvalidArgumentError(
                 f"device={device!r} was asked for, but only {torch.cuda.device_count()} "
@@ -83,8 +89,9 @@ def same_device(a: torch.device, b: torch.device) -> bool:
         return True
     if a.type == "cuda":
         current = torch.cuda.current_device()
-        return (a.index if a.index is not None else current) == (
-            b.index if b.index is not None else current
+        # The casts: as in parse_device, the stubs' int is None for a bare "cuda".
+        return (a.index if cast("int | None", a.index) is not None else current) == (
+            b.index if cast("int | None", b.index) is not None else current
         )
     return False
 

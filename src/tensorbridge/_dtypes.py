@@ -303,7 +303,9 @@ def from_numpy_dtype(dtype: np.dtype[Any]) -> DType:
     if record is not None:
         return record
     if not dtype.isnative:
-        return from_numpy_dtype(dtype.newbyteorder("="))
+        # numpy's stubs type newbyteorder's result as typing.Self, which pyright cannot
+        # resolve under pythonVersion 3.10.
+        return from_numpy_dtype(dtype.newbyteorder("="))  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
     if dtype.kind in "biufc":
         # Aliases such as np.dtype("q") vs np.dtype("l") compare equal but may
         # hash apart on some platforms: look them up by kind and size instead.
@@ -516,7 +518,9 @@ def cast_into(out: npt.NDArray[Any], array: npt.NDArray[Any], *, parallel: bool 
     keeps this one on the calling thread (for callers that parallelise already).
     """
     if array.dtype.kind == "c" and out.dtype.kind != "c":
-        array = array.real
+        # The cast says what the real part of a complex array is; pyright cannot match
+        # NDArray[Any] to the self type numpy's stubs give ndarray.real.
+        array = cast("npt.NDArray[np.floating[Any]]", array.real)  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
     if not np.can_cast(array.dtype, out.dtype, "unsafe"):
         # ml_dtypes has no direct cast between some of its types (float8_e8m0fnu
         # and the other float8s); each of them widens exactly into float32.

@@ -12,7 +12,7 @@ import itertools
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -64,6 +64,10 @@ def chunks(
     if out.shape[0] < workers:
         if not (out.flags.c_contiguous and array.flags.c_contiguous):
             return None
-        out, array = out.reshape(-1), array.reshape(-1)
-    edges = np.linspace(0, out.shape[0], workers + 1).astype(int)
+        # numpy's stubs type one overload of reshape with typing.Self, which pyright
+        # cannot resolve under pythonVersion 3.10.
+        out, array = out.reshape(-1), array.reshape(-1)  # pyright: ignore[reportUnknownMemberType]
+    # The cast: with an Any argument (shape[0] of an NDArray[Any]) several overloads of
+    # np.linspace match, and pyright makes the result unknown.
+    edges = np.linspace(0, cast(int, out.shape[0]), workers + 1).astype(int)
     return [(out[a:b], array[a:b]) for a, b in itertools.pairwise(edges) if b > a]

@@ -11,7 +11,7 @@ import copy as copy_module
 import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar, overload
+from typing import Any, Final, TypeVar, cast, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -35,9 +35,11 @@ from ._errors import TensorBridgeError
 __all__ = ["format_path", "rebuild_mapping", "tree_to_numpy", "tree_to_tensor", "walk_tree"]
 
 _K = TypeVar("_K")
-_T = TypeVar("_T")
 
-Leaf = Callable[[object], object]
+# The parameter is Any, not object: walk hands a leaf its node as isinstance
+# narrowed it (an ndarray or NumPy scalar whose type arguments pyright leaves
+# unknown).
+Leaf = Callable[[Any], object]
 _SCALAR_REASON: Final = (
     "a NumPy scalar has no memory to share; its value always goes into new memory"
 )
@@ -107,26 +109,28 @@ def walk(tree: object, leaf: Leaf) -> object:
             raise _LeafFailure(error) from error
     step: object = None
     try:
+        # The casts: ``kind is dict`` does not narrow ``tree``, and isinstance leaves
+        # a container's item types unknown to pyright.
         if kind is dict or isinstance(tree, Mapping):
-            items = {}
-            for step, value in tree.items():  # type: ignore[attr-defined]
+            items: dict[object, object] = {}
+            for step, value in cast("Mapping[object, object]", tree).items():
                 items[step] = walk(value, leaf)
             return items if kind is dict else rebuild_mapping(tree, items)  # type: ignore[arg-type]
         if kind is list or kind is tuple:
-            converted = []
-            for step, value in enumerate(tree):  # type: ignore[arg-type]  # noqa: B007 (step: read by the except clause)
+            converted: list[object] = []
+            for step, value in enumerate(cast("list[object] | tuple[object, ...]", tree)):  # noqa: B007 (step: read by the except clause)
                 converted.append(walk(value, leaf))
             return converted if kind is list else tuple(converted)
         if isinstance(tree, tuple) and hasattr(kind, "_fields"):  # a namedtuple
             named: Any = kind
-            fields = []
-            for name, value in zip(named._fields, tree, strict=True):
+            fields: list[object] = []
+            for name, value in zip(named._fields, cast("tuple[object, ...]", tree), strict=True):
                 step = _Field(name)
                 fields.append(walk(value, leaf))
             return named(*fields)
         if isinstance(tree, (list, tuple)):  # other subclasses: rebuilt as the base type
             converted = []
-            for step, value in enumerate(tree):  # noqa: B007 (step: read by the except clause)
+            for step, value in enumerate(cast("list[object] | tuple[object, ...]", tree)):  # noqa: B007 (step: read by the except clause)
                 converted.append(walk(value, leaf))
             return converted if isinstance(tree, list) else tuple(converted)
         if dataclasses.is_dataclass(tree) and not isinstance(tree, type):
@@ -166,16 +170,19 @@ def _tensor_leaf(options: Options) -> Leaf:
         if type(value) is np.ndarray:
             if fast and value.dtype in FLOAT32_KEEPS_NUMPY and value.flags.writeable:
                 try:
-                    return torch.from_numpy(value)
+                    # torch's stubs leave from_numpy's parameter unannotated.
+                    return torch.from_numpy(value)  # pyright: ignore[reportUnknownMemberType]
                 except ValueError:
                     pass
             return array_to_tensor(value, options, None, False)
         if isinstance(value, torch.Tensor):
             return tensor_to_tensor(value, options)
+        # The casts to object (here and in _numpy_leaf): isinstance leaves the type
+        # arguments of ndarray and np.generic unknown to pyright.
         if isinstance(value, np.ndarray):  # subclasses: the core's checks apply
-            return convert_to_tensor(value, options)
+            return convert_to_tensor(cast(object, value), options)
         assert isinstance(value, np.generic)
-        return array_to_tensor(np.asarray(value), options, _SCALAR_REASON, True)
+        return array_to_tensor(np.asarray(cast(object, value)), options, _SCALAR_REASON, True)
 
     return convert
 
@@ -187,9 +194,9 @@ def _numpy_leaf(options: Options) -> Leaf:
         if type(value) is np.ndarray:
             return array_to_numpy(value, options, None, False)
         if isinstance(value, np.ndarray):
-            return convert_to_numpy(value, options)
+            return convert_to_numpy(cast(object, value), options)
         assert isinstance(value, np.generic)
-        return array_to_numpy(np.asarray(value), options, _SCALAR_REASON, True)
+        return array_to_numpy(np.asarray(cast(object, value)), options, _SCALAR_REASON, True)
 
     return convert
 
@@ -244,7 +251,7 @@ def tree_to_tensor(
 ) -> tuple[torch.Tensor, ...]: ...
 @overload
 def tree_to_tensor(
-    tree: _T,
+    tree: object,
     /,
     *,
     dtype: DTypeLike | DtypePolicy = ...,
@@ -275,8 +282,12 @@ def tree_to_tensor(
 
     Args:
         tree: the nested batch.
-        dtype, device, copy, casting, pin_memory, non_blocking: as for ``to_tensor``,
-            applied to every leaf.
+        dtype: a policy or dtype, as for ``to_tensor``, applied to every leaf.
+        device: where every converted leaf goes, as for ``to_tensor``.
+        copy: None, True or False, as for ``to_tensor``, per leaf.
+        casting: NumPy's casting rule, checked for every leaf's dtype change.
+        pin_memory: as for ``to_tensor``.
+        non_blocking: as for ``to_tensor``.
 
     Returns:
         A new structure of the same shape (leaves that are not arrays are the
@@ -334,7 +345,7 @@ def tree_to_numpy(
 ) -> tuple[npt.NDArray[Any], ...]: ...
 @overload
 def tree_to_numpy(
-    tree: _T,
+    tree: object,
     /,
     *,
     dtype: DTypeLike | DtypePolicy = ...,
@@ -357,7 +368,9 @@ def tree_to_numpy(
 
     Args:
         tree: the nested batch.
-        dtype, copy, casting: as for ``to_numpy``, applied to every leaf.
+        dtype: a policy or dtype, as for ``to_numpy``, applied to every leaf.
+        copy: None, True or False, as for ``to_numpy``, per leaf.
+        casting: NumPy's casting rule, checked for every leaf's dtype change.
 
     Returns:
         A new structure of the same shape.
