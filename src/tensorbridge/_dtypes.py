@@ -219,27 +219,15 @@ def _register(record: DType) -> DType:
 
 
 def _build_tables() -> None:
-    for name in _BUILTIN_NAMES:
+    # NumPy's own dtypes; longdouble and clongdouble have no torch counterpart.
+    for name in (*_BUILTIN_NAMES, "longdouble", "clongdouble"):
         np_dtype = np.dtype(name)
         _register(
             DType(
                 name=name,
                 kind=np_dtype.kind,
                 itemsize=np_dtype.itemsize,
-                torch=getattr(torch, name),
-                numpy=np_dtype,
-                numpy_builtin=True,
-                format=_FORMATS.get(name),
-            )
-        )
-    for name in ("longdouble", "clongdouble"):
-        np_dtype = np.dtype(name)
-        _register(
-            DType(
-                name=name,
-                kind=np_dtype.kind,
-                itemsize=np_dtype.itemsize,
-                torch=None,
+                torch=getattr(torch, name, None),
                 numpy=np_dtype,
                 numpy_builtin=True,
                 format=_FORMATS.get(name),

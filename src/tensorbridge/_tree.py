@@ -92,6 +92,11 @@ class _LeafFailure(Exception):
 _PLAIN: Final = frozenset({str, bytes, int, float, bool, complex, type(None)})
 
 
+def _list_or_tuple(value: object) -> bool:
+    """A list or tuple, or a subclass of one other than a namedtuple."""
+    return not hasattr(type(value), "_fields") and isinstance(value, (list, tuple))
+
+
 def walk(tree: object, leaf: Leaf) -> object:
     """``tree`` with ``leaf`` applied to every array leaf and the structure rebuilt.
 
@@ -116,23 +121,19 @@ def walk(tree: object, leaf: Leaf) -> object:
             for step, value in cast("Mapping[object, object]", tree).items():
                 items[step] = walk(value, leaf)
             return items if kind is dict else rebuild_mapping(tree, items)  # type: ignore[arg-type]
-        if kind is list or kind is tuple:
+        if _list_or_tuple(tree):
+            # Lists and tuples; subclasses other than namedtuples come back as the base type.
             converted: list[object] = []
             for step, value in enumerate(cast("list[object] | tuple[object, ...]", tree)):  # noqa: B007 (step: read by the except clause)
                 converted.append(walk(value, leaf))
-            return converted if kind is list else tuple(converted)
-        if isinstance(tree, tuple) and hasattr(kind, "_fields"):  # a namedtuple
+            return converted if isinstance(tree, list) else tuple(converted)
+        if isinstance(tree, tuple):  # a namedtuple
             named: Any = kind
             fields: list[object] = []
             for name, value in zip(named._fields, cast("tuple[object, ...]", tree), strict=True):
                 step = _Field(name)
                 fields.append(walk(value, leaf))
             return named(*fields)
-        if isinstance(tree, (list, tuple)):  # other subclasses: rebuilt as the base type
-            converted = []
-            for step, value in enumerate(cast("list[object] | tuple[object, ...]", tree)):  # noqa: B007 (step: read by the except clause)
-                converted.append(walk(value, leaf))
-            return converted if isinstance(tree, list) else tuple(converted)
         if dataclasses.is_dataclass(tree) and not isinstance(tree, type):
             rebuilt = copy_module.copy(tree)
             for field in dataclasses.fields(tree):
