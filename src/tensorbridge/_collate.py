@@ -24,6 +24,7 @@ from . import _parallel
 from ._convert import (
     Options,
     array_to_tensor,
+    check_tensor_has_data,
     copy_to_tensor,
     no_torch_dtype,
     sequence_to_array,
@@ -147,7 +148,8 @@ def _collate(leaves: list[Any], options: Options, path: tuple[object, ...]) -> A
             if list(leaf.keys()) != keys and set(leaf.keys()) != set(keys):
                 raise InvalidArgumentError(
                     f"collate: at {format_path(path)}, sample 0 has keys {sorted(map(str, keys))} "
-                    f"and sample {index} has {sorted(map(str, leaf.keys()))}"
+                    f"and sample {index} has {sorted(map(str, leaf.keys()))}; every sample "
+                    "needs the same keys (fill in missing ones, or collate them yourself)"
                 )
         items = {
             key: _collate([leaf[key] for leaf in leaves], options, (*path, key)) for key in keys
@@ -180,14 +182,14 @@ def _collate(leaves: list[Any], options: Options, path: tuple[object, ...]) -> A
 
 
 def _kind(leaf: object) -> str:
+    if isinstance(leaf, (str, bytes)):  # np.str_ and np.bytes_ too, as default_collate
+        return "string"
     if isinstance(leaf, (np.ndarray, np.generic)):
         return "array"
     if isinstance(leaf, torch.Tensor):
         return "tensor"
     if isinstance(leaf, _NUMBERS):
         return "number"
-    if isinstance(leaf, (str, bytes)):
-        return "string"
     if isinstance(leaf, Mapping):
         return "mapping"
     # The cast: isinstance leaves the tuple's item type unknown to pyright.
@@ -250,7 +252,7 @@ def _stack_arrays(leaves: list[Any], options: Options, path: tuple[object, ...])
     if target.torch is None:
         raise no_torch_dtype(target, source, options.dtype)
     for each in {from_numpy_dtype(array.dtype) for array in arrays}:
-        check_cast(each, target, options.casting)
+        check_cast(each, target, options.casting, options.policy)
     on_device = options.device is not None and options.device.type != "cpu"
     carried = source if on_device and widens_exactly(source, target) else target
     batch = _new_batch((len(arrays), *shape), carried, options)
@@ -285,18 +287,22 @@ def _promote(arrays: list[npt.NDArray[Any]]) -> DType:
     except TypeError as error:
         raise InvalidArgumentError(
             f"the samples' dtypes {sorted({str(a.dtype) for a in arrays})} have no common "
-            f"dtype ({error})"
+            f"dtype ({error}); give every sample of this leaf one numeric dtype"
         ) from None
 
 
 def _stack_tensors(
     leaves: list[torch.Tensor], options: Options, path: tuple[object, ...]
 ) -> torch.Tensor:
+    for leaf in leaves:
+        check_tensor_has_data(leaf)
     shape = _check_shapes([tuple(leaf.shape) for leaf in leaves], path)
     devices = {leaf.device for leaf in leaves}
     if len(devices) > 1:
         raise InvalidArgumentError(
-            f"the samples' tensors live on different devices {sorted(map(str, devices))}"
+            f"the samples' tensors live on different devices {sorted(map(str, devices))}; "
+            "move them to one device first (or pass device= to convert them together "
+            "after moving)"
         )
     promoted = leaves[0].dtype
     for leaf in leaves[1:]:
@@ -305,7 +311,7 @@ def _stack_tensors(
     target = options.result_dtype(source)
     for each in {from_torch_dtype(leaf.dtype) for leaf in leaves}:
         if each is not target:
-            check_cast(each, target, options.casting)
+            check_cast(each, target, options.casting, options.policy)
     assert target.torch is not None
     here = leaves[0].device
     there = options.device or here
@@ -314,8 +320,21 @@ def _stack_tensors(
         batch = _new_batch((len(leaves), *shape), carried, options)
     else:
         batch = torch.empty((len(leaves), *shape), dtype=carried.torch, device=here)
-    for slot, leaf in zip(batch, leaves, strict=True):
-        slot.copy_(leaf)
+    sources = [from_torch_dtype(leaf.dtype) for leaf in leaves]
+    if (
+        here.type == "cpu"
+        and carried.numpy is not None
+        and all(each.numpy is not None for each in sources)
+        and not any(leaf.requires_grad for leaf in leaves)
+    ):
+        # NumPy casts, as for array leaves: NumPy's values, no torch warnings.
+        view = share_tensor(batch, carried)
+        for slot, leaf, each in zip(view, leaves, sources, strict=True):
+            cast_into(slot, share_tensor(leaf.resolve_conj().resolve_neg(), each))
+    else:
+        for slot, leaf in zip(batch, leaves, strict=True):
+            real = leaf.is_complex() and carried.kind != "c"
+            slot.copy_(leaf.real if real else leaf)  # .real: no complex-to-real warning
     if here == there:
         return batch
     if here.type == "cpu":

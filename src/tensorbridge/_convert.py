@@ -280,7 +280,7 @@ def array_to_tensor(
     target = options.result_dtype(source)
     if target.torch is None:
         raise no_torch_dtype(target, source, options.dtype)
-    check_cast(source, target, options.casting)
+    check_cast(source, target, options.casting, options.policy)
     device = options.device
     on_cpu = device is None or device.type == "cpu"
     reason = unshareable or _array_share_blocker(array, source, target, options.dtype)
@@ -403,13 +403,29 @@ def share_ndarray(array: npt.NDArray[Any], dtype: DType) -> torch.Tensor:
     return torch.from_numpy(array)  # pyright: ignore[reportUnknownMemberType]
 
 
+def cast_cpu_tensor(tensor: torch.Tensor, source: DType, target: DType) -> torch.Tensor:
+    """A CPU tensor as ``target`` (itself when it already is).
+
+    Through NumPy wherever NumPy knows both dtypes and autograd need not record
+    the cast, so values are exactly ``ndarray.astype``'s (torch's CPU cast from
+    float64 to float16, for one, rounds twice, through float32); otherwise torch
+    casts, keeping the autograd graph.
+    """
+    if target is source:
+        return tensor
+    if tensor.requires_grad or source.numpy is None or target.numpy is None:
+        return cast_tensor(tensor, target)
+    host = share_tensor(tensor.resolve_conj().resolve_neg(), source)
+    return share_ndarray(cast_array(host, target), target)
+
+
 def tensor_to_tensor(tensor: torch.Tensor, options: Options) -> torch.Tensor:
     """The tensor case of ``to_tensor``."""
-    _check_tensor_has_data(tensor)
+    check_tensor_has_data(tensor)
     source = from_torch_dtype(tensor.dtype)
     target = options.result_dtype(source)
     if target is not source:
-        check_cast(source, target, options.casting)
+        check_cast(source, target, options.casting, options.policy)
     target_device = tensor.device if options.device is None else options.device
     moves = not same_device(tensor.device, target_device)
     pin = options.pin_memory and target_device.type == "cpu" and not tensor.is_pinned()
@@ -428,15 +444,16 @@ def tensor_to_tensor(tensor: torch.Tensor, options: Options) -> torch.Tensor:
     if source.kind == "q":
         tensor = tensor.dequantize()
         source = from_torch_dtype(tensor.dtype)
+    on_cpu = tensor.device.type == "cpu"
     if not moves:
-        result = cast_tensor(tensor, target)
+        result = cast_cpu_tensor(tensor, source, target) if on_cpu else cast_tensor(tensor, target)
         if pin:
             result = result.pin_memory()
         return result
-    if tensor.device.type == "cpu":
+    if on_cpu:
         # Host to device: narrow on the host, widen exactly on the device.
         carried = source if widens_exactly(source, target) else target
-        staged = cast_tensor(tensor, carried)
+        staged = cast_cpu_tensor(tensor, source, carried)
         ours = staged is not tensor
         if options.pin_memory and not staged.is_pinned():
             staged, ours = staged.pin_memory(), True
@@ -537,12 +554,12 @@ def convert_to_numpy(data: object, options: Options) -> npt.NDArray[Any]:
 
 def tensor_to_numpy(tensor: torch.Tensor, options: Options) -> npt.NDArray[Any]:
     """The tensor case of ``to_numpy``."""
-    _check_tensor_has_data(tensor)
+    check_tensor_has_data(tensor)
     source = from_torch_dtype(tensor.dtype)
     target = options.result_dtype(source)
     if target.numpy is None:
         raise _no_numpy_dtype(target, source, options.dtype)
-    check_cast(source, target, options.casting)
+    check_cast(source, target, options.casting, options.policy)
     reason = None
     if target is not source:
         reason = _dtype_change_reason(source, target, options.dtype)
@@ -574,6 +591,9 @@ def share_tensor(tensor: torch.Tensor, dtype: DType) -> npt.NDArray[Any]:
     return tensor.numpy()
 
 
+_NARROW_ON_DEVICE: Final = frozenset({("float64", "float32"), ("complex128", "complex64")})
+
+
 def _copy_tensor_to_numpy(tensor: torch.Tensor, source: DType, target: DType) -> npt.NDArray[Any]:
     """New C-contiguous host memory holding the tensor's values as ``target``.
 
@@ -586,6 +606,11 @@ def _copy_tensor_to_numpy(tensor: torch.Tensor, source: DType, target: DType) ->
         source = from_torch_dtype(tensor.dtype)
     fresh = tensor.device.type != "cpu"
     if fresh:
+        if (source.name, target.name) in _NARROW_ON_DEVICE:
+            # One IEEE rounding in both libraries, so the device gives NumPy's
+            # values (NaN stays NaN), and the bus carries half the bytes.
+            tensor = cast_tensor(tensor, target)
+            source = target
         tensor = device_to_host(tensor)
     if tensor.is_conj() or tensor.is_neg():
         tensor = tensor.resolve_conj().resolve_neg()
@@ -609,7 +634,7 @@ def array_to_numpy(
     target = options.result_dtype(source)
     if target.numpy is None:
         raise _no_numpy_dtype(target, source, options.dtype)
-    check_cast(source, target, options.casting)
+    check_cast(source, target, options.casting, options.policy)
     reason = unshareable or _array_share_blocker(array, source, target, options.dtype)
     if reason is not None and options.copy is False:
         raise _share_error(reason)
@@ -810,7 +835,7 @@ def _short(value: str | bytes) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _check_tensor_has_data(tensor: torch.Tensor) -> None:
+def check_tensor_has_data(tensor: torch.Tensor) -> None:
     if tensor.layout is not torch.strided:
         raise InvalidArgumentError(
             f"the tensor has layout {tensor.layout}, and only dense (strided) tensors "

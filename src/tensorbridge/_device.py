@@ -78,6 +78,13 @@ def parse_device(device: object) -> torch.device | None:
                 "CUDA device(s) exist"
             )
         return torch.device("cuda", index)
+    try:
+        torch.empty(0, device=parsed)  # other backends (mps, xpu...) report themselves
+    except (RuntimeError, AssertionError, ImportError, TypeError, ValueError) as error:
+        raise InvalidArgumentError(
+            f"device={device!r} is not available in this process ({error}); pass "
+            "device=None or 'cpu', or a device this torch build supports"
+        ) from None
     return parsed
 
 

@@ -461,8 +461,13 @@ def _safe(source: DType, target: DType) -> bool:
     return target_format.holds(source_format)
 
 
-def check_cast(source: DType, target: DType, casting: str) -> None:
+def check_cast(
+    source: DType, target: DType, casting: str, policy: DtypePolicy | None = None
+) -> None:
     """Raise unless ``casting`` allows turning ``source`` data into ``target``.
+
+    ``policy`` is the policy that asked for the cast, if one did: the message
+    then says so, and how to keep the dtype instead.
 
     Raises:
         UnsupportedDtypeError: one side is no numeric dtype torch or NumPy can cast.
@@ -477,19 +482,21 @@ def check_cast(source: DType, target: DType, casting: str) -> None:
         )
     if target.kind not in _KIND_ORDER:
         raise UnsupportedDtypeError(
-            f"cannot cast {source.name} data to {target.name}: data cannot be cast to "
-            f"{target.name} (quantized, bit and sub-byte dtypes have constructors of their "
-            "own); pick a numeric dtype"
+            f"cannot cast {source.name} data to {target.name}: {target.name} is not a numeric "
+            "dtype data can be cast to (quantized, bit and sub-byte dtypes have constructors "
+            "of their own, and torch holds no strings or objects); pick a numeric dtype"
         )
     if source.kind == "q":
         allowed = target.kind in "fc" and casting in ("same_kind", "unsafe")
     else:
         allowed = can_cast(source, target, cast(Casting, casting))
     if not allowed:
+        asked = f" (the dtype policy {policy!r} asks for it)" if policy is not None else ""
+        keep = f", dtype=tb.PRESERVE to keep {source.name}," if policy is not None else ""
         raise CastingError(
-            f"cannot cast {source.name} to {target.name} under the casting rule "
-            f'casting="{casting}"; pass casting="unsafe" if a lossy cast is what you meant, '
-            "or pick a dtype that holds the values"
+            f"cannot cast {source.name} to {target.name}{asked} under the casting rule "
+            f'casting="{casting}"; pass casting="unsafe" if a lossy cast is what you meant'
+            f"{keep} or pick a dtype that holds the values"
         )
 
 
@@ -539,7 +546,9 @@ def cast_tensor(tensor: torch.Tensor, target: DType) -> torch.Tensor:
     """``tensor`` as ``target`` (itself when it already is), C-contiguous, as torch converts."""
     assert target.torch is not None
     if tensor.is_complex() and target.kind != "c":
-        tensor = tensor.real  # without torch's warning, as in cast_array
+        # .real is a view, without torch's warning (as in cast_array); copy=True so
+        # the result never aliases the complex input, even where .to() could.
+        return tensor.real.to(dtype=target.torch, memory_format=torch.contiguous_format, copy=True)
     return tensor.to(dtype=target.torch, memory_format=torch.contiguous_format)
 
 

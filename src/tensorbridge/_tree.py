@@ -107,7 +107,10 @@ def walk(tree: object, leaf: Leaf) -> object:
     kind = type(tree)
     if kind in _PLAIN:
         return tree
-    if kind is np.ndarray or isinstance(tree, (np.ndarray, torch.Tensor, np.generic)):
+    if kind is np.ndarray or (
+        isinstance(tree, (np.ndarray, torch.Tensor, np.generic))
+        and not isinstance(tree, (str, bytes))  # np.str_ and np.bytes_ are strings
+    ):
         try:
             return leaf(tree)
         except TensorBridgeError as error:
