@@ -169,6 +169,7 @@ def _tensor_leaf(options: Options) -> Leaf:
         and options.copy is not True
         and not options.pin_memory
     )
+    scalars_fast = fast and options.copy is None  # copy=False must raise for scalars
 
     def convert(value: object) -> object:
         if type(value) is np.ndarray:
@@ -186,7 +187,10 @@ def _tensor_leaf(options: Options) -> Leaf:
         if isinstance(value, np.ndarray):  # subclasses: the core's checks apply
             return convert_to_tensor(cast(object, value), options)
         assert isinstance(value, np.generic)
-        return array_to_tensor(np.asarray(cast(object, value)), options, _SCALAR_REASON, True)
+        scalar = np.asarray(cast(object, value))  # a fresh 0-d array
+        if scalars_fast and scalar.dtype in FLOAT32_KEEPS_NUMPY:
+            return torch.from_numpy(scalar)  # pyright: ignore[reportUnknownMemberType]
+        return array_to_tensor(scalar, options, _SCALAR_REASON, True)
 
     return convert
 
