@@ -31,6 +31,7 @@ from ._dtypes import (
     check_casting_value,
     from_numpy_dtype,
     from_torch_dtype,
+    ml_dtypes_module,
     resolve_dtype,
     widens_exactly,
 )
@@ -881,8 +882,6 @@ def no_torch_dtype(target: DType, source: DType, dtype: object) -> UnsupportedDt
 
 
 def _no_numpy_dtype(target: DType, source: DType, dtype: object) -> UnsupportedDtypeError:
-    from ._dtypes import ml_dtypes_module
-
     prefix = f"cannot convert a tensor of dtype torch.{source.name} to NumPy: {target.name}"
     if target.bits_torch is not None and ml_dtypes_module() is None:
         return UnsupportedDtypeError(

@@ -160,10 +160,6 @@ class DType:
     def __repr__(self) -> str:
         return f"DType({self.name})"
 
-    @property
-    def is_float(self) -> bool:
-        return self.kind == "f"
-
     def component_format(self) -> FloatFormat | None:
         """The format of a real value, or of one part of a complex value."""
         if self.kind == "c":
@@ -266,13 +262,6 @@ def _build_tables() -> None:
 
 
 _build_tables()
-
-_BOOL: Final = _BY_NAME["bool"]
-_INT64: Final = _BY_NAME["int64"]
-_FLOAT32: Final = _BY_NAME["float32"]
-_FLOAT64: Final = _BY_NAME["float64"]
-_COMPLEX64: Final = _BY_NAME["complex64"]
-_COMPLEX128: Final = _BY_NAME["complex128"]
 
 
 def from_torch_dtype(dtype: torch.dtype) -> DType:
@@ -418,10 +407,6 @@ PRESERVE: Final = DtypePolicy()
 """Keep every dtype exactly; a dtype the target side cannot hold raises."""
 
 
-def policy_name(policy: DtypePolicy) -> str:
-    return repr(policy)
-
-
 def can_cast(source: DType, target: DType, casting: Casting) -> bool:
     """NumPy's ``np.can_cast`` extended to bfloat16, the float8 types and complex32."""
     if source is target or casting == "unsafe":
@@ -558,17 +543,6 @@ def check_casting_value(casting: object) -> None:
             f"casting={casting!r} is not a casting rule; use one of "
             "'no', 'equiv', 'safe', 'same_kind' (the default) or 'unsafe'"
         )
-
-
-def scalar_dtype(value: bool | int | float | complex) -> DType:
-    """The dtype a Python scalar starts as, before the policy."""
-    if isinstance(value, bool):
-        return _BOOL
-    if isinstance(value, int):
-        return _INT64
-    if isinstance(value, float):
-        return _FLOAT64
-    return _COMPLEX128
 
 
 def all_dtypes() -> list[DType]:
