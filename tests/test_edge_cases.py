@@ -70,3 +70,24 @@ def test_collate_complex_to_real_is_quiet_and_keeps_the_real_part() -> None:
 def test_casting_error_names_the_policy_that_asked_for_the_cast() -> None:
     with pytest.raises(tb.CastingError, match=r"FLOAT32.*casting=\"safe\".*tb\.PRESERVE"):
         tb.to_tensor(np.zeros(2), casting="safe")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("elements", [1000, 1 << 20])  # below and above the pinned threshold
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [(np.float64, torch.float32), (np.uint8, torch.float32), (np.float32, None)],
+)
+def test_cuda_tensor_back_to_the_cpu_through_to_tensor(
+    elements: int, source: type, target: torch.dtype | None
+) -> None:
+    host = (np.arange(elements) % 251).astype(source)
+    on_gpu = torch.from_numpy(host).to("cuda")
+    dtype = target if target is not None else tb.PRESERVE
+    back = tb.to_tensor(on_gpu, dtype=dtype, device="cpu")
+    expected = tb.to_tensor(torch.from_numpy(host), dtype=dtype)
+    assert back.device.type == "cpu"
+    assert back.dtype == expected.dtype
+    assert torch.equal(back, expected)
+    on_gpu.fill_(7)  # the result is a copy, final when the call returned
+    assert torch.equal(back, expected)

@@ -156,7 +156,7 @@ def _collate(leaves: list[Any], options: Options, path: tuple[object, ...]) -> A
         }
         return rebuild_mapping(first, items)
     if kind == "dataclass":
-        batch = _copy_dataclass(first)
+        batch = copy_module.copy(first)
         for field in dataclasses.fields(first):
             column = [getattr(leaf, field.name) for leaf in leaves]
             object.__setattr__(batch, field.name, _collate(column, options, (*path, field.name)))
@@ -200,10 +200,6 @@ def _kind(leaf: object) -> str:
     if dataclasses.is_dataclass(leaf) and not isinstance(leaf, type):
         return "dataclass"
     return type(leaf).__name__
-
-
-def _copy_dataclass(instance: Any) -> Any:
-    return copy_module.copy(instance)
 
 
 def _check_shapes(shapes: list[tuple[int, ...]], path: tuple[object, ...]) -> tuple[int, ...]:

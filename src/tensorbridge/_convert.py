@@ -599,8 +599,9 @@ def _copy_tensor_to_numpy(tensor: torch.Tensor, source: DType, target: DType) ->
     """New C-contiguous host memory holding the tensor's values as ``target``.
 
     A tensor on another device crosses to the host first (``device_to_host``
-    returns only once the values are there); every cast then runs on the host
-    in NumPy, so a GPU tensor converts to exactly the values its CPU copy would.
+    returns only once the values are there). float64 to float32 (and complex128
+    to complex64) narrows on the device before that; every other cast runs on
+    the host in NumPy, so a GPU tensor converts to the values its CPU copy would.
     """
     if source.kind == "q":
         tensor = tensor.dequantize()

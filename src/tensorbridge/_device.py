@@ -113,9 +113,16 @@ def move(tensor: torch.Tensor, source: DType, target: DType, device: torch.devic
     C-contiguous memory.
     """
     if widens_exactly(source, target):
-        moved = tensor.to(device=device, memory_format=torch.contiguous_format)
-        return cast_tensor(moved, target)
-    return cast_tensor(tensor, target).to(device=device, memory_format=torch.contiguous_format)
+        return cast_tensor(_transfer(tensor, device), target)
+    return _transfer(cast_tensor(tensor, target), device)
+
+
+def _transfer(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    # To the host through device_to_host, as to_numpy does: final values, and
+    # page-locked staging for large tensors.
+    if device.type == "cpu":
+        return device_to_host(tensor)
+    return tensor.to(device=device, memory_format=torch.contiguous_format)
 
 
 def host_to_device(
