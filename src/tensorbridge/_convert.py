@@ -8,7 +8,8 @@ why not when it cannot.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ctypes
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, TypeVar, cast, overload
 
 import numpy as np
@@ -39,6 +40,7 @@ from ._errors import (
     InvalidArgumentError,
     InvalidInputError,
     ShareError,
+    TensorBridgeError,
     UnsupportedDtypeError,
 )
 
@@ -92,6 +94,7 @@ class Options:
         "copy",
         "device",
         "dtype",
+        "exact",
         "fixed",
         "non_blocking",
         "pin_memory",
@@ -117,6 +120,9 @@ class Options:
         self.casting = casting
         self.pin_memory = pin_memory
         self.non_blocking = non_blocking
+        #: the NumPy dtype asked for when its byte order is not native (to_numpy
+        #: honours it; torch holds native byte order only), else None
+        self.exact: np.dtype[Any] | None = None
 
     def result_dtype(self, source: DType) -> DType:
         if self.policy is not None:
@@ -184,7 +190,19 @@ def numpy_options(dtype: object, copy: object, casting: object) -> Options:
     check_casting_value(casting)
     if isinstance(dtype, DtypePolicy):
         return Options(dtype, dtype, None, None, copy, str(casting))
-    return Options(dtype, None, resolve_dtype(dtype), None, copy, str(casting))
+    options = Options(dtype, None, resolve_dtype(dtype), None, copy, str(casting))
+    if isinstance(dtype, (str, np.dtype)) and options.fixed is not None:
+        exact = _numpy_dtype_or_none(cast(Any, dtype))
+        if exact is not None and not exact.isnative and exact.kind in "biufc":
+            options.exact = exact
+    return options
+
+
+def _numpy_dtype_or_none(dtype: str | np.dtype[Any]) -> np.dtype[Any] | None:
+    try:
+        return np.dtype(dtype)
+    except (TypeError, ValueError, SyntaxError):
+        return None
 
 
 # --------------------------------------------------------------------------- #
@@ -267,10 +285,15 @@ def to_tensor(
 
 def convert_to_tensor(data: object, options: Options) -> torch.Tensor:
     """``to_tensor`` with its options checked already."""
-    source, unshareable, owned = _coerce(data, "to_tensor")
-    if is_tensor(source):
-        return tensor_to_tensor(source, options)
-    return array_to_tensor(source, options, unshareable, owned)
+    try:
+        source, unshareable, owned = _coerce(data, "to_tensor", options.copy)
+        if is_tensor(source):
+            return tensor_to_tensor(source, options)
+        return array_to_tensor(source, options, unshareable, owned)
+    except TensorBridgeError:
+        raise
+    except _INTERNAL_ERRORS as error:
+        raise internal_error("to_tensor", data, error) from None
 
 
 def array_to_tensor(
@@ -414,10 +437,38 @@ def cast_cpu_tensor(tensor: torch.Tensor, source: DType, target: DType) -> torch
     """
     if target is source:
         return tensor
-    if tensor.requires_grad or source.numpy is None or target.numpy is None:
+    if source.numpy is None or target.numpy is None:
         return cast_tensor(tensor, target)
+    if tensor.requires_grad and target.kind in "fc":
+        # NumPy's values, and the autograd graph kept (the gradient flows back as
+        # the source dtype). The cast reads the data, not the graph: apply() is
+        # given the tensor and records the backward.
+        apply: Any = _NumpyCast.apply  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+        return cast(torch.Tensor, apply(tensor, source, target))
+    return _numpy_cast(tensor.detach(), source, target)
+
+
+def _numpy_cast(tensor: torch.Tensor, source: DType, target: DType) -> torch.Tensor:
     host = share_tensor(tensor.resolve_conj().resolve_neg(), source)
     return share_ndarray(cast_array(host, target), target)
+
+
+class _NumpyCast(torch.autograd.Function):
+    """A CPU cast whose values are NumPy's and whose backward casts the gradient back."""
+
+    @staticmethod
+    def forward(  # pyright: ignore[reportIncompatibleMethodOverride]
+        ctx: Any, tensor: torch.Tensor, source: DType, target: DType
+    ) -> torch.Tensor:
+        ctx.source = source
+        return _numpy_cast(tensor.detach(), source, target)
+
+    @staticmethod
+    def backward(  # pyright: ignore[reportIncompatibleMethodOverride]
+        ctx: Any, grad: torch.Tensor
+    ) -> tuple[torch.Tensor, None, None]:
+        source: DType = ctx.source
+        return cast_tensor(grad, source), None, None
 
 
 def tensor_to_tensor(tensor: torch.Tensor, options: Options) -> torch.Tensor:
@@ -547,10 +598,57 @@ def to_numpy(
 
 def convert_to_numpy(data: object, options: Options) -> npt.NDArray[Any]:
     """``to_numpy`` with its options checked already."""
-    source, unshareable, owned = _coerce(data, "to_numpy")
-    if is_tensor(source):
-        return tensor_to_numpy(source, options)
-    return array_to_numpy(source, options, unshareable, owned)
+    try:
+        source, unshareable, owned = _coerce(data, "to_numpy", options.copy)
+        if is_tensor(source):
+            result = tensor_to_numpy(source, options)
+        else:
+            result = array_to_numpy(source, options, unshareable, owned)
+    except TensorBridgeError:
+        raise
+    except _INTERNAL_ERRORS as error:
+        raise internal_error("to_numpy", data, error) from None
+    exact = options.exact
+    if exact is not None and result.dtype != exact:
+        if options.copy is False:
+            raise _share_error(
+                f"dtype={exact.str!r} asks for byte order the data does not have, and "  # pyright: ignore[reportUnknownMemberType]
+                "swapping bytes writes new memory"
+            )
+        result = result.astype(exact)
+    return result
+
+
+#: What torch and NumPy raise from inside when handed data they cannot handle
+#: (nested, fake and wrapper-subclass tensors, lying array interfaces, cycles...).
+#: Each becomes a short InvalidInputError; TensorBridgeErrors pass through.
+_INTERNAL_ERRORS: Final = (
+    RuntimeError,  # RecursionError and NotImplementedError included
+    AssertionError,
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    AttributeError,
+    OverflowError,
+    BufferError,
+)
+
+
+def internal_error(function: str, data: object, error: BaseException) -> InvalidInputError:
+    """A short message for an error torch or NumPy raised on data they cannot handle."""
+    return InvalidInputError(
+        f"{function} cannot convert the {type(data).__name__}: converting it failed inside "
+        f"torch or NumPy with {type(error).__name__}: {short_message(error)}; pass a plain "
+        "ndarray, a dense torch.Tensor or a (nested) list of numbers"
+    )
+
+
+def short_message(error: BaseException, limit: int = 160) -> str:
+    """The first line of an error message, cut to ``limit`` characters."""
+    text = str(error).strip()
+    text = text.split("\n", 1)[0].strip() if text else repr(error)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def tensor_to_numpy(tensor: torch.Tensor, options: Options) -> npt.NDArray[Any]:
@@ -577,7 +675,7 @@ def tensor_to_numpy(tensor: torch.Tensor, options: Options) -> npt.NDArray[Any]:
     if reason is None and options.copy is not True:
         array = share_tensor(tensor, source)
         if requires_grad:
-            array.flags.writeable = False  # NumPy writes must not bypass autograd
+            return read_only_view(array)  # NumPy writes must not bypass autograd
         return array
     return _copy_tensor_to_numpy(tensor, source, target)
 
@@ -653,13 +751,14 @@ def array_to_numpy(
 
 
 def _coerce(
-    data: object, function: str
+    data: object, function: str, copy: bool | None = None
 ) -> tuple[torch.Tensor | npt.NDArray[Any], str | None, bool]:
     """Turn any accepted input into an ndarray or tensor.
 
     Returns the array or tensor; the reason the result can never share memory
     with ``data`` (to give under ``copy=False``), or None; and whether the
     returned array's memory is new, made here, so a result may wrap it as is.
+    ``copy=False`` makes an ``__array__`` that can only copy raise ``ShareError``.
     """
     if isinstance(data, torch.Tensor):
         return data, None, False
@@ -706,10 +805,13 @@ def _coerce(
         )
     if hasattr(data, "__dlpack__") and hasattr(data, "__dlpack_device__"):
         return _from_dlpack(data, function), None, False
-    if hasattr(data, "__array_interface__") or hasattr(data, "__array_struct__"):
+    if hasattr(data, "__array_interface__"):
+        _check_array_interface(data, function)
+        return np.asarray(data), None, False
+    if hasattr(data, "__array_struct__"):
         return np.asarray(data), None, False
     if hasattr(data, "__array__"):
-        return _from_array_protocol(data, function)
+        return _from_array_protocol(data, function, copy)
     try:
         view = memoryview(data)  # type: ignore[arg-type]
     except TypeError:
@@ -722,12 +824,13 @@ def _coerce(
                 f"{function} received a {type(data).__name__} whose buffer NumPy cannot read "
                 f"({error}); pass an ndarray instead"
             ) from None
-    if is_list_or_tuple(data):
+    if isinstance(data, Sequence):
+        # list, tuple, range, deque (a registered Sequence) and user sequences
         return (
-            sequence_to_array(data, function),
+            sequence_to_array(cast(Any, data), function),
             (
-                f"a Python {type(data).__name__} is not an array, so its values always go "
-                "into new memory"
+                f"a Python {type(cast(object, data)).__name__} is not an array, so its values "
+                "always go into new memory"
             ),
             True,
         )
@@ -767,14 +870,33 @@ def _python_scalar(value: bool | int | float | complex) -> npt.NDArray[Any]:
     return np.array(value, dtype=np.complex128)
 
 
-def sequence_to_array(data: list[Any] | tuple[Any, ...], function: str) -> npt.NDArray[Any]:
+#: The deepest nesting a sequence may have: NumPy's own limit on dimensions.
+MAX_DEPTH: Final = 64
+
+
+def sequence_to_array(data: Sequence[Any], function: str) -> npt.NDArray[Any]:
+    if not isinstance(_first_leaf(data, MAX_DEPTH + 1), _NOT_NESTING):
+        # The first element, MAX_DEPTH levels down, is still a sequence: a sequence that
+        # contains itself, whose conversion would never end (NumPy walks every branch).
+        raise InvalidArgumentError(
+            f"{function} received a {type(data).__name__} nested more than {MAX_DEPTH} levels "
+            "deep (a sequence that contains itself, or whose __getitem__ returns itself?); "
+            "arrays have at most 64 dimensions, so pass rectangular nested lists of numbers"
+        )
     try:
         array = np.array(data)
-    except (ValueError, TypeError, RuntimeError, OverflowError) as error:
+    except (ValueError, TypeError, RuntimeError, OverflowError, KeyError, IndexError) as error:
         raise InvalidArgumentError(
-            f"{function} could not turn the {type(data).__name__} into an array ({error}); "
-            "nested sequences must be rectangular and hold only numbers"
+            f"{function} could not turn the {type(data).__name__} into an array "
+            f"({short_message(error)}); nested sequences must be rectangular, not "
+            "self-referencing, and hold only numbers"
         ) from None
+    if array.dtype.kind in "fO" and array.size and _only_python_ints(data, array):
+        raise InvalidArgumentError(
+            f"the {type(data).__name__} holds only integers, and no integer dtype holds all "
+            "of them (int64 stops at 2**63-1, uint64 has no negatives); pass an ndarray with "
+            "the dtype you want (float64 or object), or split the values"
+        )
     if array.dtype.kind not in "biufc":
         raise InvalidArgumentError(
             f"{function} turned the {type(data).__name__} into an array of dtype "
@@ -786,16 +908,49 @@ def sequence_to_array(data: list[Any] | tuple[Any, ...], function: str) -> npt.N
             f"the {type(data).__name__} holds integers above 2**63-1, which do not fit int64, "
             "the dtype Python ints become; pass an ndarray with dtype=np.uint64 instead"
         )
-    if array.dtype.kind == "i" and array.dtype.itemsize < 8 and _has_python_int(data):
+    if array.dtype.kind == "i" and array.dtype.itemsize < 8 and _has_python_int(data, array.ndim):
         array = array.astype(np.int64)
     return array
 
 
-def _has_python_int(data: object) -> bool:
+_NOT_NESTING: Final = (str, bytes, bytearray, memoryview, int, float, complex, np.generic)
+
+
+def _first_leaf(data: Any, depth: int) -> Any:
+    """The first element, ``depth`` levels down (bounded: a sequence may contain itself)."""
+    for _ in range(depth):
+        if not isinstance(data, Sequence) or isinstance(data, _NOT_NESTING):
+            break
+        try:
+            data = cast(Any, data)[0]
+        except (IndexError, KeyError, TypeError):
+            break
+    return cast(Any, data)
+
+
+def _has_python_int(data: object, depth: int) -> bool:
     """Whether a nested sequence holds a Python int (NumPy 1 on Windows infers int32)."""
-    while is_list_or_tuple(data) and data:
-        data = data[0]
-    return isinstance(data, int) and not isinstance(data, bool)
+    leaf = _first_leaf(data, depth)
+    return isinstance(leaf, int) and not isinstance(leaf, bool)
+
+
+def _only_python_ints(data: Sequence[Any], array: npt.NDArray[Any]) -> bool:
+    """Whether a sequence NumPy made floating or object holds only (huge) Python ints.
+
+    Integers beyond int64 and uint64 are the only way integer input becomes
+    float64 or object; cheap checks rule every other float array out first.
+    """
+    if array.dtype.kind == "f":
+        if array.dtype != np.float64:
+            return False  # Python ints beyond int64 make float64, nothing narrower
+        with np.errstate(invalid="ignore"):
+            if not float(np.abs(array).max()) >= 2.0**63:  # False for NaN and small values
+                return False
+    try:
+        items: npt.NDArray[Any] = np.array(data, dtype=object).reshape(-1)  # pyright: ignore[reportUnknownMemberType]
+    except (ValueError, TypeError, RuntimeError, OverflowError, KeyError, IndexError):
+        return False
+    return all(type(item) is int for item in items.tolist())
 
 
 # NumPy 2 imports DLPack memory writable unless the exporter marks it read-only
@@ -805,25 +960,166 @@ def _has_python_int(data: object) -> bool:
 _NUMPY_KEEPS_READ_ONLY_FLAG: Final = int(np.__version__.split(".")[0]) >= 2  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
 
 
+_KDL_CPU: Final = 1
+_KDL_CUDA: Final = 2
+#: Device types whose memory the CPU can address: kDLCPU, kDLCUDAHost, kDLROCMHost.
+_KDL_HOST: Final = frozenset({1, 3, 11})
+
+
 def _from_dlpack(data: Any, function: str) -> torch.Tensor | npt.NDArray[Any]:
+    """Import a DLPack producer; CPU memory whose read-only flag is unknown comes back read-only.
+
+    The flag can be read only by NumPy 2 from a producer that names its memory
+    kDLCPU and exports a DLPack 1.0 capsule. NumPy 1 reads no flag; torch's
+    importer ignores it; a producer whose ``__dlpack_device__`` says anything
+    but kDLCPU for host memory disagrees with its capsule. In each of those
+    cases the memory counts as read-only: ``copy=None`` copies and
+    ``copy=False`` raises ``ShareError``.
+    """
     try:
         device_type, _ = data.__dlpack_device__()
-        if int(device_type) == 1 and _NUMPY_KEEPS_READ_ONLY_FLAG:  # kDLCPU
-            return np.from_dlpack(data)
-        return _torch_from_dlpack(data)
-    except (BufferError, RuntimeError, TypeError, ValueError) as error:
+        device_type = int(device_type)
+    except (BufferError, RuntimeError, TypeError, ValueError, AttributeError) as error:
         raise InvalidInputError(
-            f"{function} could not import the {type(data).__name__} through DLPack ({error})"
+            f"{function} could not read the {type(data).__name__}'s __dlpack_device__ "
+            f"({short_message(error)}); it must return (device_type, device_id)"
+        ) from None
+    if device_type == _KDL_CUDA and not torch.cuda.is_available():
+        raise InvalidInputError(
+            f"the {type(data).__name__} says through __dlpack_device__ that its memory is on a "
+            "CUDA device, and torch.cuda.is_available() is False in this process; convert it "
+            "to a CPU array (np.asarray) first"
+        )
+    try:
+        if device_type == _KDL_CPU and _NUMPY_KEEPS_READ_ONLY_FLAG:
+            return _read_only_unless_flagged(data)
+        if device_type in _KDL_HOST:
+            tensor = _torch_from_dlpack(data)
+            if tensor.device.type == "cpu":
+                array = share_tensor(tensor.detach(), from_torch_dtype(tensor.dtype))
+                return read_only_view(array)
+            return tensor
+        return _torch_from_dlpack(data)
+    except (BufferError, RuntimeError, TypeError, ValueError, AssertionError) as error:
+        raise InvalidInputError(
+            f"{function} could not import the {type(data).__name__} through DLPack "
+            f"({short_message(error)}); convert it to an ndarray or tensor first"
         ) from None
 
 
-def _from_array_protocol(data: Any, function: str) -> tuple[npt.NDArray[Any], str | None, bool]:
+def _read_only_unless_flagged(data: Any) -> npt.NDArray[Any]:
+    """NumPy 2's import of a kDLCPU producer: read-only unless a DLPack 1.0 capsule says not."""
+    try:
+        capsule = data.__dlpack__(max_version=(1, 0))
+    except TypeError:  # a producer from before DLPack 1.0: no flag to read
+        return read_only_view(np.from_dlpack(data))
+    if not _is_versioned_capsule(capsule):
+        return read_only_view(np.from_dlpack(_capsule(capsule)))
+    return np.from_dlpack(_capsule(capsule))
+
+
+class _Capsule:
+    """Hands NumPy a capsule taken already, so the producer exports only once."""
+
+    __slots__ = ("capsule",)
+
+    def __init__(self, capsule: object) -> None:
+        self.capsule = capsule
+
+    def __dlpack__(self, **_: object) -> object:
+        return self.capsule
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (_KDL_CPU, 0)
+
+
+def _capsule(capsule: object) -> Any:
+    return _Capsule(capsule)
+
+
+def _is_versioned_capsule(capsule: object) -> bool:
+    get_name = ctypes.pythonapi.PyCapsule_GetName
+    get_name.restype = ctypes.c_char_p
+    get_name.argtypes = [ctypes.py_object]
+    try:
+        return bool(get_name(capsule) == b"dltensor_versioned")
+    except (TypeError, ValueError, ctypes.ArgumentError):
+        return False
+
+
+def read_only_view(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """A view of ``array`` that is read-only and cannot be made writable again.
+
+    Clearing ``flags.writeable`` alone is not enough: NumPy lets a view be made
+    writable again when its ``.base`` is writable. Here the view is built on a
+    read-only memoryview (of the integer bits, for dtypes the buffer protocol
+    cannot describe), so no array in the ``.base`` chain can ever be writable.
+    """
+    if not array.flags.writeable and _base_chain_read_only(array):
+        return array
+    dtype = array.dtype
+    if dtype.isbuiltin != 1 or dtype.kind not in "biufc":  # ml_dtypes types: share the bits
+        bits = np.dtype(f"u{dtype.itemsize}") if dtype.itemsize in (1, 2, 4, 8) else None
+        if bits is None:  # pragma: no cover - every ml_dtypes type is 1 or 2 bytes
+            private: npt.NDArray[Any] = np.array(array, copy=True)
+            private.flags.writeable = False
+            return private
+        # numpy's stubs type one overload of ndarray.view with typing.Self.
+        plain = array.view(bits)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    else:
+        plain = array
+    exporter: Any = plain.reshape(1) if plain.ndim == 0 else plain  # pyright: ignore[reportUnknownMemberType]
+    view: npt.NDArray[Any] = np.asarray(memoryview(exporter).toreadonly())
+    if plain.ndim == 0:
+        view = view.reshape(())  # pyright: ignore[reportUnknownMemberType]
+    view = view.view(dtype)  # pyright: ignore[reportUnknownMemberType]
+    view.flags.writeable = False
+    return view
+
+
+def _base_chain_read_only(array: npt.NDArray[Any]) -> bool:
+    base: object = array
+    while isinstance(base, np.ndarray):
+        if base.flags.writeable:
+            return False
+        base = cast(object, base.base)  # pyright: ignore[reportUnknownMemberType]
+    if base is None:
+        return True  # owns its memory: writable again only by its owner's choice
+    if isinstance(base, memoryview):
+        return base.readonly
+    return False
+
+
+def _from_array_protocol(
+    data: Any, function: str, copy: bool | None
+) -> tuple[npt.NDArray[Any], str | None, bool]:
+    if copy is False:
+        # NumPy 2's protocol: __array__(copy=False) shares or raises ValueError; an
+        # __array__ without the argument (TypeError) cannot promise to share.
+        try:
+            array = data.__array__(copy=False)
+        except (TypeError, ValueError) as error:
+            raise _share_error(
+                f"the {type(data).__name__}'s __array__ cannot hand over its memory without "
+                f"copying (__array__(copy=False) raised {type(error).__name__}: "
+                f"{short_message(error, 100)})"
+            ) from None
+        if not is_ndarray(array):
+            raise InvalidInputError(
+                f"{function}: the {type(data).__name__}'s __array__ returned a "
+                f"{type(array).__name__}, not an ndarray"
+            )
+        if array.dtype.kind == "O":
+            raise InvalidInputError(
+                f"{function} got no numeric array from the {type(data).__name__}'s __array__"
+            )
+        return array, None, False
     try:
         array = np.asarray(data)
     except (TypeError, ValueError, RuntimeError) as error:
         raise InvalidInputError(
             f"{function} could not get an array from the {type(data).__name__} through "
-            f"__array__ ({error})"
+            f"__array__ ({short_message(error)})"
         ) from None
     if array.dtype.kind == "O":
         raise InvalidInputError(
@@ -832,12 +1128,65 @@ def _from_array_protocol(data: Any, function: str) -> tuple[npt.NDArray[Any], st
     return array, None, False
 
 
+def _check_array_interface(data: object, function: str) -> None:
+    """Refuse an ``__array_interface__`` NumPy would turn into a crash or a raw error."""
+    interface = getattr(data, "__array_interface__", None)
+    problem = None
+    if not isinstance(interface, dict):
+        problem = f"is a {type(interface).__name__}, not a dict"
+    else:
+        spec = cast("dict[str, Any]", interface)
+        shape = spec.get("shape")
+        pointer = spec.get("data")
+        dimensions: tuple[Any, ...] = shape if isinstance(shape, tuple) else ()  # pyright: ignore[reportUnknownVariableType]
+        if not isinstance(shape, tuple) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in dimensions
+        ):
+            problem = f"has shape {_short_any(shape)}, not a tuple of non-negative ints"  # pyright: ignore[reportUnknownArgumentType]
+        elif not isinstance(spec.get("typestr"), str):
+            problem = f"has typestr {_short_any(spec.get('typestr'))}, not a string"
+        elif isinstance(pointer, tuple):
+            address: Any = pointer[0] if pointer else None  # pyright: ignore[reportUnknownVariableType]
+            if not isinstance(address, int) or address < 0:
+                problem = (
+                    f"has data address {_short_any(cast(object, address))}, not a non-negative int"
+                )
+            elif address == 0 and _nonempty(dimensions):
+                problem = "points at address 0 (a null pointer) for non-empty data"
+    if problem is not None:
+        raise InvalidInputError(
+            f"{function} received a {type(data).__name__} whose __array_interface__ {problem}; "
+            "it does not describe readable memory, so nothing can be converted"
+        )
+
+
+def _nonempty(shape: tuple[Any, ...]) -> bool:
+    return all(n > 0 for n in shape)
+
+
+def _short_any(value: object) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__ must not hide the real message
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _short(value: str | bytes) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+_PLAIN_TENSORS: Final = (torch.Tensor, torch.nn.Parameter)
+
+
 def check_tensor_has_data(tensor: torch.Tensor) -> None:
+    if tensor.is_nested:
+        raise InvalidArgumentError(
+            "the tensor is a nested (jagged) tensor, whose rows differ in length, and arrays "
+            "are rectangular; convert each row (tensor.unbind()) or pad it "
+            "(torch.nested.to_padded_tensor) first"
+        )
     if tensor.layout is not torch.strided:
         raise InvalidArgumentError(
             f"the tensor has layout {tensor.layout}, and only dense (strided) tensors "
@@ -847,6 +1196,25 @@ def check_tensor_has_data(tensor: torch.Tensor) -> None:
         raise InvalidArgumentError(
             "the tensor is on the meta device and holds no data; create it on a real device"
         )
+    if type(tensor) not in _PLAIN_TENSORS and _has_python_dispatch(tensor):
+        raise InvalidInputError(
+            f"the tensor is a {type(tensor).__name__}, a tensor subclass that dispatches to "
+            "Python (a FakeTensor or wrapper subclass) and has no ordinary memory to "
+            "convert; convert a plain torch.Tensor (for a wrapper, the tensor it wraps)"
+        )
+    if tensor._is_zerotensor():  # pyright: ignore[reportPrivateUsage]
+        raise InvalidInputError(
+            "the tensor is a ZeroTensor (torch._efficientzerotensor), which has no memory; "
+            "pass torch.zeros(...) of the same shape instead"
+        )
+
+
+def _has_python_dispatch(tensor: torch.Tensor) -> bool:
+    try:
+        keys = torch._C._dispatch_keys(tensor)  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
+        return bool(keys.has(torch._C.DispatchKey.Python))  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownArgumentType]
+    except (AttributeError, RuntimeError, TypeError):  # pragma: no cover - private API moved
+        return True
 
 
 def _dtype_change_reason(source: DType, target: DType, dtype: object) -> str:
@@ -930,12 +1298,18 @@ def _memory(value: object, name: str) -> tuple[torch.device, npt.NDArray[Any] | 
     if is_ndarray(value):
         return CPU, value
     if isinstance(value, torch.Tensor):
-        if value.layout is not torch.strided:
+        if value.layout is not torch.strided and not value.is_nested:
             raise InvalidArgumentError(
                 f"shares_memory: {name} is a tensor with layout {value.layout}; only dense "
                 "tensors are supported"
             )
-        if value.is_meta or value.numel() == 0:
+        if value.is_meta:
+            return value.device, None
+        try:
+            check_tensor_has_data(value)
+        except TensorBridgeError as error:
+            raise type(error)(f"shares_memory: {name}: {error}") from None
+        if value.numel() == 0:
             return value.device, None
         return value.device, np.asarray(_Extent(value))
     raise InvalidInputError(
@@ -949,6 +1323,12 @@ def shares_memory(a: npt.NDArray[Any] | torch.Tensor, b: npt.NDArray[Any] | torc
     Tensors on a different device than the other argument never overlap with
     it; NumPy memory is CPU memory.
 
+    The exact answer is an integer problem that can take NumPy seconds for
+    views with unusual strides; the work is bounded (``SHARES_MEMORY_MAX_WORK``
+    candidate solutions), and where the bound is hit the answer is the
+    conservative one: True when the two memory extents overlap at all
+    (``np.may_share_memory``), even if no element is actually shared.
+
     >>> import numpy as np, torch, tensorbridge as tb
     >>> a = np.zeros(4, dtype=np.float32)
     >>> t = torch.from_numpy(a)
@@ -960,6 +1340,16 @@ def shares_memory(a: npt.NDArray[Any] | torch.Tensor, b: npt.NDArray[Any] | torc
     if memory_a is None or memory_b is None or not same_device(device_a, device_b):
         return False
     try:
-        return bool(np.shares_memory(memory_a, memory_b))
-    except np.exceptions.TooHardError:  # pragma: no cover - needs pathological strides
+        # numpy's stubs allow only the special values -1 and 0 for max_work.
+        max_work: Any = SHARES_MEMORY_MAX_WORK
+        return bool(np.shares_memory(memory_a, memory_b, max_work=max_work))
+    except _TOO_HARD:
         return bool(np.may_share_memory(memory_a, memory_b))
+
+
+#: How much work ``shares_memory`` lets NumPy's exact overlap solver do.
+SHARES_MEMORY_MAX_WORK: Final = 100_000
+# NumPy 1 has no np.exceptions module before 1.25; TooHardError lives on np itself there.
+_TOO_HARD: Final[type[Exception]] = getattr(
+    getattr(np, "exceptions", np), "TooHardError", getattr(np, "TooHardError", RuntimeError)
+)

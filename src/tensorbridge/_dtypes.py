@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import functools
 import importlib
+import math
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Final, Literal, TypeAlias, cast
@@ -199,6 +200,15 @@ _ML_NAMES: Final = (
     "float8_e8m0fnu",
 )
 _QUANTIZED_NAMES: Final = ("qint8", "quint8", "qint32", "quint4x2", "quint2x4")
+# Floating types only ml_dtypes defines (0.5 and 0.6): NumPy holds them, torch does not.
+_ML_ONLY_NAMES: Final = (
+    "float8_e4m3",
+    "float8_e3m4",
+    "float8_e4m3b11fnuz",
+    "float6_e2m3fn",
+    "float6_e3m2fn",
+    "float4_e2m1fn",
+)
 
 _BY_NAME: dict[str, DType] = {}
 _BY_TORCH: dict[torch.dtype, DType] = {}
@@ -212,6 +222,25 @@ def _register(record: DType) -> DType:
     if record.numpy is not None:
         _BY_NUMPY[record.numpy] = record
     return record
+
+
+def _ml_format(dtype: np.dtype[Any]) -> FloatFormat:
+    """The format of an ml_dtypes floating type, read from its finfo and its casts."""
+    assert _ml_dtypes is not None
+    info = _ml_dtypes.finfo(dtype)
+
+    def through(value: float) -> float:
+        return float(np.array(value, np.float32).astype(dtype).astype(np.float32))
+
+    return FloatFormat(
+        digits=int(info.nmant) + 1,
+        max_exponent=math.frexp(float(info.max))[1] - 1,
+        min_exponent=math.frexp(float(info.smallest_subnormal))[1] - 1,
+        has_inf=math.isinf(through(math.inf)),
+        has_negative_zero=math.copysign(1.0, through(-0.0)) < 0,
+        has_negative=through(-1.0) == -1.0,
+        has_zero=through(0.0) == 0.0,
+    )
 
 
 def _build_tables() -> None:
@@ -245,6 +274,21 @@ def _build_tables() -> None:
                 bits_torch=torch.int16 if itemsize == 2 else torch.uint8,
                 bits_numpy=np.dtype(np.int16) if itemsize == 2 else np.dtype(np.uint8),
                 format=_FORMATS[name],
+            )
+        )
+    for name in (*_ML_NAMES, *_ML_ONLY_NAMES):
+        ml_type = getattr(_ml_dtypes, name, None) if _ml_dtypes is not None else None
+        if name in _BY_NAME or ml_type is None:
+            continue
+        np_dtype = np.dtype(ml_type)
+        _register(
+            DType(
+                name=name,
+                kind="f",
+                itemsize=np_dtype.itemsize,
+                torch=None,
+                numpy=np_dtype,
+                format=_ml_format(np_dtype),
             )
         )
     _register(DType("complex32", "c", 4, torch.complex32, None))
@@ -293,6 +337,9 @@ def from_numpy_dtype(dtype: np.dtype[Any]) -> DType:
 
 
 _DTYPE_CACHE: dict[object, DType] = {}
+#: At most this many dtype-likes are remembered: a caller passing ever new
+#: values (distinct strings built at run time, say) must not grow memory.
+_DTYPE_CACHE_SIZE: Final = 256
 
 
 def resolve_dtype(dtype: object) -> DType:
@@ -300,14 +347,16 @@ def resolve_dtype(dtype: object) -> DType:
 
     Raises:
         InvalidArgumentError: for an unknown name or a value that is no dtype.
+        UnsupportedDtypeError: for a name NumPy and torch read as different dtypes.
     """
     try:
         return _DTYPE_CACHE[dtype]
     except (KeyError, TypeError):
         pass
     record = _resolve_uncached(dtype)
-    with contextlib.suppress(TypeError):  # unhashable dtype-likes are not cached
-        _DTYPE_CACHE[dtype] = record
+    if len(_DTYPE_CACHE) < _DTYPE_CACHE_SIZE:
+        with contextlib.suppress(TypeError):  # unhashable dtype-likes are not cached
+            _DTYPE_CACHE[dtype] = record
     return record
 
 
@@ -319,32 +368,73 @@ def _resolve_uncached(dtype: object) -> DType:
             "a DtypePolicy cannot be used here; pass it as dtype= to to_tensor or to_numpy"
         )
     if isinstance(dtype, str):
-        name = dtype.removeprefix("torch.")
-        if name in _BY_NAME:
-            return _BY_NAME[name]
-        try:
-            np_dtype = np.dtype(name)
-        except TypeError:
-            torch_dtype = getattr(torch, name, None)
-            if isinstance(torch_dtype, torch.dtype):
-                return from_torch_dtype(torch_dtype)
-            raise InvalidArgumentError(
-                f"unknown dtype name {dtype!r}; use a NumPy or torch dtype name such as "
-                "'float32', 'int64', 'bfloat16' or 'complex64'"
-            ) from None
-        return from_numpy_dtype(np_dtype)
+        return _resolve_name(dtype)
     if dtype is None:
         raise InvalidArgumentError(
             "dtype=None is not a dtype; pass dtype=tb.PRESERVE to keep every dtype as it is"
         )
+    if isinstance(dtype, type) and issubclass(dtype, DtypePolicy):
+        raise InvalidArgumentError(
+            "dtype=tb.DtypePolicy is the class, not a policy; pass an instance like "
+            "tb.DtypePolicy(floating='float32'), or tb.FLOAT32 or tb.PRESERVE"
+        )
+    if isinstance(dtype, type) and not issubclass(dtype, (np.generic, *_PYTHON_TYPES)):
+        raise InvalidArgumentError(
+            f"dtype={dtype.__name__} is a class, not a dtype; pass a torch dtype, a NumPy "
+            "dtype or scalar type, a dtype name string, or a tb.DtypePolicy"
+        )
     try:
         np_dtype = np.dtype(cast(Any, dtype))
-    except TypeError:
+    except (TypeError, ValueError, OverflowError, RecursionError) as error:
         raise InvalidArgumentError(
-            f"dtype={dtype!r} is not a dtype; pass a torch dtype, a NumPy dtype or scalar "
-            "type, a dtype name string, or a tb.DtypePolicy"
+            f"dtype={_short_repr(cast(Any, dtype))} is not a dtype ({_first_line(error)}); "
+            "pass a torch "
+            "dtype, a NumPy dtype or scalar type, a dtype name string, or a tb.DtypePolicy"
         ) from None
     return from_numpy_dtype(np_dtype)
+
+
+# Python types NumPy reads as dtypes (np.dtype(float) is float64, and so on).
+_PYTHON_TYPES: Final = (bool, int, float, complex, object, str, bytes)
+
+
+def _resolve_name(dtype: str) -> DType:
+    name = dtype.removeprefix("torch.")
+    if name in _BY_NAME:
+        return _BY_NAME[name]
+    torch_dtype = getattr(torch, name, None) if name.isidentifier() else None
+    torch_record = from_torch_dtype(torch_dtype) if isinstance(torch_dtype, torch.dtype) else None
+    try:
+        numpy_record = from_numpy_dtype(np.dtype(name))
+    except (TypeError, ValueError, SyntaxError, OverflowError):
+        numpy_record = None
+    if numpy_record is not None and torch_record is not None and numpy_record is not torch_record:
+        raise UnsupportedDtypeError(
+            f"the dtype name {dtype!r} is ambiguous: NumPy reads it as {numpy_record.name} and "
+            f"torch as {torch_record.name}; pass the exact name ({numpy_record.name!r} or "
+            f"{torch_record.name!r}) or a dtype object such as np.{numpy_record.name} or "
+            f"torch.{torch_record.name}"
+        )
+    record = numpy_record if numpy_record is not None else torch_record
+    if record is None:
+        raise InvalidArgumentError(
+            f"unknown dtype name {_short_repr(dtype)}; use a NumPy or torch dtype name such as "
+            "'float32', 'int64', 'bfloat16' or 'complex64'"
+        )
+    return record
+
+
+def _short_repr(value: object) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__ must not hide the real message
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().split("\n", 1)[0]
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 @dataclass(frozen=True, slots=True)

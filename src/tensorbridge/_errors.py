@@ -44,7 +44,7 @@ class CastingError(TensorBridgeError, TypeError):
 class InvalidInputError(TensorBridgeError, TypeError):
     """The input is not something that converts to an array (a str, a dict, None...)."""
 
-    __module__ = "tensorbridge._errors"  # not public: catch TensorBridgeError
+    __module__ = "tensorbridge"
 
 
 class InvalidArgumentError(TensorBridgeError, ValueError):
@@ -54,4 +54,4 @@ class InvalidArgumentError(TensorBridgeError, ValueError):
     casting value, a masked array whose mask would be lost.
     """
 
-    __module__ = "tensorbridge._errors"  # not public: catch TensorBridgeError
+    __module__ = "tensorbridge"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Final, cast
 
 import numpy as np
@@ -50,8 +50,23 @@ def run(tasks: Sequence[Callable[[], Any]]) -> None:
         for task in tasks:
             task()
         return
-    for future in [_executor(threads()).submit(task) for task in tasks]:
-        future.result()  # re-raises a task's exception here
+    futures: list[Future[Any]] = []
+    inline: Sequence[Callable[[], Any]] = ()
+    try:
+        pool = _executor(threads())
+        for index, task in enumerate(tasks):
+            try:
+                futures.append(pool.submit(task))
+            except RuntimeError:
+                # The pool takes no new work during interpreter shutdown (an atexit
+                # handler) or after it was shut down: the rest runs on this thread.
+                inline = tasks[index:]
+                break
+        for task in inline:
+            task()
+    finally:
+        for future in futures:
+            future.result()  # re-raises a task's exception here
 
 
 def chunks(
