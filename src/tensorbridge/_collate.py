@@ -31,6 +31,7 @@ from ._convert import (
     share_ndarray,
     share_tensor,
     tensor_options,
+    tensor_to_tensor,
     unmask,
 )
 from ._device import host_to_device, move
@@ -47,8 +48,16 @@ from ._dtypes import (
     from_torch_dtype,
     widens_exactly,
 )
-from ._errors import InvalidArgumentError, InvalidInputError, ShareError, TensorBridgeError
-from ._tree import format_path, rebuild_mapping
+from ._errors import (
+    CastingError,
+    InvalidArgumentError,
+    InvalidInputError,
+    ShareError,
+    TensorBridgeError,
+    UnsupportedDtypeError,
+)
+from ._paths import DtypeTree, Field, LeafDtypes, format_path
+from ._tree import check_used, per_leaf, rebuild_list, rebuild_mapping, recursion_error
 
 __all__ = ["collate"]
 
@@ -60,7 +69,7 @@ def collate(
     samples: Sequence[Any],
     /,
     *,
-    dtype: DTypeLike | DtypePolicy = FLOAT32,
+    dtype: DTypeLike | DtypePolicy | LeafDtypes = FLOAT32,
     device: str | torch.device | int | None = None,
     copy: bool | None = None,
     casting: Casting = "same_kind",
@@ -104,24 +113,52 @@ def collate(
     >>> batch["x"].shape, batch["x"].dtype, batch["y"], batch["id"]
     (torch.Size([2, 3]), torch.float32, tensor([1, 0]), ['a', 'b'])
     """
-    options = tensor_options(dtype, device, copy, casting, pin_memory, non_blocking)
+    options, dtypes = per_leaf(
+        dtype, lambda each: tensor_options(each, device, copy, casting, pin_memory, non_blocking)
+    )
     if options.copy is False:
         raise ShareError(f"cannot share memory: {_NEW_MEMORY}; pass copy=None")
     # The cast: the annotation says Sequence, but callers without a type checker
-    # may pass anything, so the check stays.
-    if isinstance(samples, (str, bytes)) or not isinstance(cast(object, samples), Sequence):
+    # may pass anything, so the check stays. An ndarray's rows are samples too,
+    # as default_collate indexes any batch.
+    given = cast(object, samples)
+    if isinstance(given, np.ndarray) and given.ndim > 0:
+        samples = list(cast("npt.NDArray[Any]", given))
+    elif isinstance(given, (str, bytes)) or not isinstance(given, Sequence):
         raise InvalidInputError(
             f"collate takes a list of samples, and received a {type(samples).__name__}"
         )
     if len(samples) == 0:
         raise InvalidArgumentError("collate received no samples; a batch needs at least one")
-    return _collate(list(samples), options, ())
+    try:
+        batch = _collate(list(samples), options, (), dtypes)
+    except RecursionError:
+        # A sample that contains itself, or one nested deeper than the stack allows.
+        trees = [(f"collate: in sample {index}, ", sample) for index, sample in enumerate(samples)]
+        raise recursion_error(trees) from None
+    check_used(dtypes, "collate")
+    return batch
 
 
-def _collate(leaves: list[Any], options: Options, path: tuple[object, ...]) -> Any:
+def _at(
+    options: Options, dtypes: DtypeTree | None, path: tuple[object, ...], step: object
+) -> tuple[Options, tuple[object, ...], DtypeTree | None]:
+    """The options, path and per-leaf dtypes of the child at ``step``."""
+    below = None if dtypes is None else dtypes.child(step)
+    if below is None:
+        return options, (*path, step), None
+    below.used = True
+    return cast(Options, below.dtype or options), (*path, step), below if below.children else None
+
+
+def _collate(
+    leaves: list[Any], options: Options, path: tuple[object, ...], dtypes: DtypeTree | None
+) -> Any:
     first = leaves[0]
     kind = _kind(first)
-    for index, leaf in enumerate(leaves):
+    # One type for every sample is the rule; only a mix needs the per-sample look.
+    mixed = len({type(cast(object, leaf)) for leaf in leaves}) > 1
+    for index, leaf in enumerate(leaves if mixed else ()):
         if _kind(leaf) != kind:
             raise InvalidInputError(
                 f"collate: at {format_path(path)}, sample 0 holds a {type(first).__name__} "
@@ -152,14 +189,18 @@ def _collate(leaves: list[Any], options: Options, path: tuple[object, ...]) -> A
                     "needs the same keys (fill in missing ones, or collate them yourself)"
                 )
         items = {
-            key: _collate([leaf[key] for leaf in leaves], options, (*path, key)) for key in keys
+            key: _collate([leaf[key] for leaf in leaves], *_at(options, dtypes, path, key))
+            for key in keys
         }
         return rebuild_mapping(first, items)
     if kind == "dataclass":
         batch = copy_module.copy(first)
         for field in dataclasses.fields(first):
             column = [getattr(leaf, field.name) for leaf in leaves]
-            object.__setattr__(batch, field.name, _collate(column, options, (*path, field.name)))
+            step = Field(field.name)
+            object.__setattr__(
+                batch, field.name, _collate(column, *_at(options, dtypes, path, step))
+            )
         return batch
     if kind in ("namedtuple", "sequence"):
         length = len(first)
@@ -170,10 +211,16 @@ def _collate(leaves: list[Any], options: Options, path: tuple[object, ...]) -> A
                     f"sample {index} has {len(leaf)}; each must have the same length"
                 )
         columns = [
-            _collate([leaf[position] for leaf in leaves], options, (*path, position))
-            for position in range(length)
+            _collate([leaf[position] for leaf in leaves], *_at(options, dtypes, path, step))
+            for position, step in enumerate(
+                map(Field, first._fields) if kind == "namedtuple" else range(length)
+            )
         ]
-        return type(first)(*columns) if kind == "namedtuple" else columns
+        if kind == "namedtuple":
+            return type(first)(*columns)
+        if isinstance(first, tuple):
+            return columns  # as default_collate: tuples (torch.return_types too) become lists
+        return rebuild_list(first, columns)  # list subclasses kept, range becomes a list
     raise InvalidInputError(
         f"collate: at {format_path(path)}, cannot batch {type(first).__name__} leaves; "
         "samples may hold arrays, tensors, numbers, strings, and mappings, sequences or "
@@ -199,6 +246,8 @@ def _kind(leaf: object) -> str:
         return "sequence"
     if dataclasses.is_dataclass(leaf) and not isinstance(leaf, type):
         return "dataclass"
+    if isinstance(leaf, Sequence):  # range and other sequences, as default_collate
+        return "sequence"
     return type(leaf).__name__
 
 
@@ -243,29 +292,17 @@ def _stack_arrays(leaves: list[Any], options: Options, path: tuple[object, ...])
     ]
     shape = _check_shapes([array.shape for array in arrays], path)
     sources = {from_numpy_dtype(array.dtype) for array in arrays}
-    source = sources.pop() if len(sources) == 1 else _promote(arrays)
+    source = next(iter(sources)) if len(sources) == 1 else _promote(arrays, sources, options)
     target = options.result_dtype(source)
     if target.torch is None:
         raise no_torch_dtype(target, source, options.dtype)
-    for each in {from_numpy_dtype(array.dtype) for array in arrays}:
+    for each in sources:
         check_cast(each, target, options.casting, options.policy)
     on_device = options.device is not None and options.device.type != "cpu"
     carried = source if on_device and widens_exactly(source, target) else target
     batch = _new_batch((len(arrays), *shape), carried, options)
     if carried.numpy is not None:
-        view = share_tensor(batch, carried)
-        if not shape:
-            cast_into(view, np.asarray(arrays))  # scalars: one call, not one per sample
-        elif view.nbytes >= _parallel.PARALLEL_BYTES:
-            _parallel.run(
-                [
-                    functools.partial(cast_into, slot, array, parallel=False)
-                    for slot, array in zip(view, arrays, strict=True)
-                ]
-            )
-        else:
-            for slot, array in zip(view, arrays, strict=True):
-                cast_into(slot, array)
+        _stack_into(share_tensor(batch, carried), arrays)
     else:
         # complex32, or bfloat16/float8 without ml_dtypes: torch casts each sample.
         for slot, array in zip(batch, arrays, strict=True):
@@ -277,14 +314,115 @@ def _stack_arrays(leaves: list[Any], options: Options, path: tuple[object, ...])
     return cast_tensor(moved, target)
 
 
-def _promote(arrays: list[npt.NDArray[Any]]) -> DType:
+def _stack_into(view: npt.NDArray[Any], arrays: list[npt.NDArray[Any]]) -> None:
+    """Write each sample's values, converted as NumPy converts, into its row of ``view``.
+
+    A large batch is split across threads, one sample per task; a small one is
+    one ``np.stack`` call (per-sample calls cost more than the copying there).
+    """
+    if view.ndim > 1 and view.nbytes >= _parallel.PARALLEL_BYTES:
+        _parallel.run(
+            [
+                functools.partial(cast_into, slot, array, parallel=False)
+                for slot, array in zip(view, arrays, strict=True)
+            ]
+        )
+        return
+    target = view.dtype
+    if all(
+        np.can_cast(dtype, target, "unsafe") and (dtype.kind != "c" or target.kind == "c")
+        for dtype in {array.dtype for array in arrays}
+    ):
+        # cast_into's rules in one call: NumPy's values, without its warnings.
+        with np.errstate(over="ignore", invalid="ignore"):
+            np.stack(arrays, out=view, casting="unsafe")
+        return
+    # Complex into real, or ml_dtypes pairs without a direct cast: cast_into knows how.
+    # (0-d samples get one-element rows: a row of a 1-d array is a NumPy scalar,
+    # which copyto cannot write into.)
+    for slot, array in zip(view if view.ndim > 1 else view[:, np.newaxis], arrays, strict=True):
+        cast_into(slot, array)
+
+
+def _promote(arrays: list[npt.NDArray[Any]], sources: set[DType], options: Options) -> DType:
     try:
-        return from_numpy_dtype(np.result_type(*arrays))
+        promoted = from_numpy_dtype(np.result_type(*arrays))
     except TypeError as error:
         raise InvalidArgumentError(
             f"the samples' dtypes {sorted({str(a.dtype) for a in arrays})} have no common "
             f"dtype ({error}); give every sample of this leaf one numeric dtype"
         ) from None
+    _check_integer_promotion(sources, promoted, options)
+    return promoted
+
+
+def _check_integer_promotion(sources: set[DType], promoted: DType, options: Options) -> None:
+    """Raise where integer samples would be batched as floats (int64 with uint64: contract 7)."""
+    if (
+        options.fixed is None
+        and promoted.kind not in "biu"
+        and all(each.kind in "biu" for each in sources)
+    ):
+        raise CastingError(
+            f"the samples' dtypes {sorted(each.name for each in sources)} have no common "
+            f"integer dtype (NumPy would batch them as {promoted.name}, which rounds "
+            "integers above 2**53); give every sample of this leaf one integer dtype, or "
+            "pass an explicit dtype= to cast every sample to it"
+        )
+
+
+def _promote_tensors(sources: set[DType], options: Options) -> DType:
+    """torch's promotion (what torch.stack does), NumPy's where torch has none (uint64)."""
+    dtypes = [each.torch for each in sources if each.torch is not None]
+    try:
+        promoted = from_torch_dtype(functools.reduce(torch.promote_types, dtypes))
+    except RuntimeError:
+        # torch promotes uint16/32/64 with no other dtype.
+        if not all(each.numpy is not None for each in sources):
+            raise InvalidArgumentError(
+                f"the samples' dtypes {sorted(each.name for each in sources)} have no common "
+                "dtype; give every sample of this leaf one dtype"
+            ) from None
+        promoted = from_numpy_dtype(np.result_type(*(each.numpy for each in sources)))
+    _check_integer_promotion(sources, promoted, options)
+    return promoted
+
+
+def _dequantized(leaves: list[torch.Tensor], sources: set[DType], options: Options) -> list[Any]:
+    """Quantized samples as floats, where an explicit floating dtype asks for that (contract 4)."""
+    target = options.fixed
+    names = sorted(each.name for each in sources)
+    if target is None or target.kind not in "fc":
+        raise UnsupportedDtypeError(
+            f"the samples are quantized tensors ({', '.join(names)}), and a batch of them "
+            "has no dtype the policy can keep; pass an explicit floating dtype "
+            "(dtype=torch.float32) to dequantize them, or stack them yourself with torch.stack"
+        )
+    for each in sources:
+        check_cast(each, target, options.casting, options.policy)
+    return [leaf.dequantize() if leaf.is_quantized else leaf for leaf in leaves]
+
+
+def _stack_with_graph(leaves: list[torch.Tensor], source: DType, options: Options) -> torch.Tensor:
+    """Samples that require grad: ``torch.stack`` records the graph, then ``to_tensor``'s cast.
+
+    Writing samples into the slots of a preallocated batch would cut the graph,
+    so the batch is stacked as ``default_collate`` stacks it, and the dtype change
+    goes through the same path as ``to_tensor`` of a tensor that requires grad.
+    """
+    assert source.torch is not None
+    stacked = torch.stack([leaf.to(source.torch) for leaf in leaves])
+    fresh = Options(
+        options.dtype,
+        options.policy,
+        options.fixed,
+        options.device,
+        None,  # the stacked batch is new memory already: no second copy for copy=True
+        options.casting,
+        options.pin_memory,
+        options.non_blocking,
+    )
+    return tensor_to_tensor(stacked, fresh)
 
 
 def _stack_tensors(
@@ -292,23 +430,29 @@ def _stack_tensors(
 ) -> torch.Tensor:
     for leaf in leaves:
         check_tensor_has_data(leaf)
-    shape = _check_shapes([tuple(leaf.shape) for leaf in leaves], path)
-    devices = {leaf.device for leaf in leaves}
+    layouts = {(leaf.shape, leaf.device, leaf.dtype) for leaf in leaves}  # one pass
+    shape = tuple(leaves[0].shape)
+    if len({each[0] for each in layouts}) > 1:
+        _check_shapes([tuple(leaf.shape) for leaf in leaves], path)
+    devices = {each[1] for each in layouts}
     if len(devices) > 1:
         raise InvalidArgumentError(
             f"the samples' tensors live on different devices {sorted(map(str, devices))}; "
             "move them to one device first (or pass device= to convert them together "
             "after moving)"
         )
-    promoted = leaves[0].dtype
-    for leaf in leaves[1:]:
-        promoted = torch.promote_types(promoted, leaf.dtype)
-    source = from_torch_dtype(promoted)
+    distinct = {from_torch_dtype(each[2]) for each in layouts}
+    if any(each.kind == "q" for each in distinct):
+        leaves = _dequantized(leaves, distinct, options)
+        distinct = {from_torch_dtype(dtype) for dtype in {leaf.dtype for leaf in leaves}}
+    source = next(iter(distinct)) if len(distinct) == 1 else _promote_tensors(distinct, options)
     target = options.result_dtype(source)
-    for each in {from_torch_dtype(leaf.dtype) for leaf in leaves}:
+    for each in distinct:
         if each is not target:
             check_cast(each, target, options.casting, options.policy)
     assert target.torch is not None
+    if torch.is_grad_enabled() and any(leaf.requires_grad for leaf in leaves):
+        return _stack_with_graph(leaves, source, options)
     here = leaves[0].device
     there = options.device or here
     carried = source if here != there and widens_exactly(source, target) else target
@@ -316,17 +460,19 @@ def _stack_tensors(
         batch = _new_batch((len(leaves), *shape), carried, options)
     else:
         batch = torch.empty((len(leaves), *shape), dtype=carried.torch, device=here)
-    sources = [from_torch_dtype(leaf.dtype) for leaf in leaves]
-    if (
+    if distinct == {carried}:
+        torch.stack(leaves, 0, out=batch)  # no dtype change: a copy, as default_collate's
+    elif (
         here.type == "cpu"
         and carried.numpy is not None
-        and all(each.numpy is not None for each in sources)
-        and not any(leaf.requires_grad for leaf in leaves)
+        and all(each.numpy is not None for each in distinct)
     ):
         # NumPy casts, as for array leaves: NumPy's values, no torch warnings.
-        view = share_tensor(batch, carried)
-        for slot, leaf, each in zip(view, leaves, sources, strict=True):
-            cast_into(slot, share_tensor(leaf.resolve_conj().resolve_neg(), each))
+        arrays = [
+            share_tensor(leaf.resolve_conj().resolve_neg(), from_torch_dtype(leaf.dtype))
+            for leaf in leaves
+        ]
+        _stack_into(share_tensor(batch, carried), arrays)
     else:
         for slot, leaf in zip(batch, leaves, strict=True):
             real = leaf.is_complex() and carried.kind != "c"

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import copy as copy_module
 import dataclasses
-from collections import defaultdict
-from collections.abc import Callable, Mapping
+import sys
+from collections import UserDict, UserList
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final, TypeVar, cast, overload
 
 import numpy as np
@@ -30,11 +31,21 @@ from ._convert import (
     tensor_to_tensor,
 )
 from ._dtypes import FLOAT32, Casting, DTypeLike, DtypePolicy
-from ._errors import TensorBridgeError
+from ._errors import InvalidArgumentError, InvalidInputError, TensorBridgeError
+from ._paths import DtypeTree, Field, LeafDtypes, format_path
 
-__all__ = ["format_path", "rebuild_mapping", "tree_to_numpy", "tree_to_tensor", "walk_tree"]
+__all__ = [
+    "format_path",
+    "rebuild_list",
+    "rebuild_mapping",
+    "recursion_error",
+    "tree_to_numpy",
+    "tree_to_tensor",
+    "walk_tree",
+]
 
 _K = TypeVar("_K")
+_T = TypeVar("_T")
 
 # The parameter is Any, not object: walk hands a leaf its node as isinstance
 # narrowed it (an ndarray or NumPy scalar whose type arguments pyright leaves
@@ -45,37 +56,147 @@ _SCALAR_REASON: Final = (
 )
 
 
-def format_path(path: tuple[object, ...]) -> str:
-    """``("image", 2)`` -> ``batch["image"][2]``; dataclass fields read ``.name``."""
-    parts = ["batch"]
-    for step in path:
-        if isinstance(step, _Field):
-            parts.append(f".{step.name}")
-        elif isinstance(step, str):
-            parts.append(f'["{step}"]')
-        else:
-            parts.append(f"[{step!r}]")
-    return "".join(parts)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Field:
-    """A path step through an attribute (dataclass field or namedtuple field)."""
-
-    name: str
-
-
 def rebuild_mapping(original: Mapping[Any, Any], items: dict[Any, Any]) -> Mapping[Any, Any]:
-    """A mapping of ``original``'s type holding ``items``; a dict where that type can't be built."""
+    """A mapping of ``original``'s type holding ``items``; a dict where that type can't be built.
+
+    As ``default_collate`` rebuilds one: a copy of ``original`` updated with the
+    items (which keeps a ``defaultdict``'s factory and a subclass's attributes),
+    else ``type(original)(items)``. The copy is taken only of dicts and
+    ``UserDict``s, whose copies own their items: a copy of another mutable
+    mapping may share its storage with the original, and updating it would
+    change the caller's data.
+    """
     kind = type(original)
     if kind is dict:
         return items
-    if isinstance(original, defaultdict):
-        return defaultdict(original.default_factory, items)
     try:
+        if isinstance(original, (dict, UserDict)):
+            clone: Any = copy_module.copy(original)
+            clone.update(items)
+            return cast("Mapping[Any, Any]", clone)
         return kind(items)  # type: ignore[call-arg]
     except TypeError:
         return items
+
+
+def rebuild_list(original: Sequence[Any], items: list[Any]) -> Sequence[Any]:
+    """A sequence of ``original``'s type holding ``items``; a list where that type can't be built.
+
+    ``default_collate``'s rule for sequences other than tuples: list subclasses
+    (and ``UserList``s) are copied and refilled, other sequences are rebuilt with
+    ``type(original)(items)``, and a ``range`` (or any type whose constructor
+    refuses a list) becomes a list. (``default_collate`` copies every mutable
+    sequence; here only those whose copies own their items, as in
+    ``rebuild_mapping``.)
+    """
+    kind = type(original)
+    if kind is list:
+        return items
+    try:
+        if isinstance(original, (list, UserList)):
+            clone: Any = copy_module.copy(original)
+            for position, item in enumerate(items):
+                clone[position] = item
+            return cast("Sequence[Any]", clone)
+        return kind(items)  # type: ignore[call-arg]
+    except TypeError:
+        return items
+
+
+def _rebuild_tuple(original: tuple[Any, ...], items: list[Any]) -> tuple[Any, ...]:
+    """A tuple of ``original``'s type (``torch.return_types``, ``torch.Size``), else a tuple."""
+    kind = type(original)
+    if kind is tuple:
+        return tuple(items)
+    try:
+        return kind(items)
+    except TypeError:
+        return tuple(items)
+
+
+# Sequences that are values, not containers: never walked into.
+_NOT_CONTAINERS: Final = (str, bytes, bytearray, memoryview)
+
+
+def _other_sequence(value: object) -> bool:
+    """A sequence ``walk`` descends into (range, UserList...); a bool, so nothing is narrowed."""
+    return isinstance(value, Sequence) and not isinstance(value, _NOT_CONTAINERS)
+
+
+def _children(node: object) -> Iterator[tuple[object, object]] | None:
+    """(path step, child) pairs of a container ``walk`` descends into; None for a leaf."""
+    if isinstance(node, Mapping):
+        return iter(cast("Mapping[object, object]", node).items())
+    names: tuple[str, ...] | None = getattr(type(node), "_fields", None)
+    if names is not None and isinstance(node, tuple):  # a namedtuple
+        return zip(map(Field, names), cast("tuple[object, ...]", node), strict=True)
+    if _other_sequence(node):
+        return enumerate(cast("Sequence[object]", node))
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        return ((Field(f.name), getattr(node, f.name)) for f in dataclasses.fields(node))
+    return None
+
+
+def _short_path(path: list[object]) -> str:
+    if len(path) <= 12:
+        return format_path(tuple(path))
+    return f"{format_path(tuple(path[:12]))}... ({len(path)} levels)"
+
+
+def recursion_error(trees: Sequence[tuple[str, object]]) -> InvalidInputError:
+    """The error for trees whose walk ran out of Python's recursion depth.
+
+    Called only after a ``RecursionError``, so the walk's hot path pays nothing
+    for it. ``trees`` are (message prefix, tree) pairs. Each is searched without
+    recursion for a container that holds itself (a cycle), and the message
+    names both paths; without a cycle, the trees are nested too deeply for a
+    recursive walk, and the message says how deep.
+    """
+    deepest = 0
+    for prefix, tree in trees:
+        cycle, depth = _search(tree)
+        if cycle is not None:
+            return InvalidInputError(
+                f"{prefix}{cycle}: the tree contains itself (a cycle), so walking it would "
+                "never end; break the cycle, or convert the leaves yourself"
+            )
+        deepest = max(deepest, depth)
+    return InvalidInputError(
+        f"{trees[0][0]}the tree is nested {deepest} levels deep, deeper than Python's "
+        f"recursion limit ({sys.getrecursionlimit()}) lets tensorbridge walk; flatten it, "
+        "or convert its leaves yourself"
+    )
+
+
+def _search(tree: object) -> tuple[str | None, int]:
+    """A depth-first search with an explicit stack: (the cycle, if any, in words; the depth)."""
+    path: list[object] = []
+    on_path: list[int] = [id(tree)]
+    pending: list[Iterator[tuple[object, object]]] = []
+    children = _children(tree)
+    if children is not None:
+        pending.append(children)
+    depth = 0
+    while pending:
+        entry = next(pending[-1], None)
+        if entry is None:
+            pending.pop()
+            on_path.pop()
+            if path:
+                path.pop()
+            continue
+        step, child = entry
+        grandchildren = _children(child)
+        if grandchildren is None:
+            continue
+        if id(child) in on_path:
+            where = on_path.index(id(child))
+            return f"{_short_path([*path, step])} is {_short_path(path[:where])} itself", depth
+        path.append(step)
+        on_path.append(id(child))
+        pending.append(grandchildren)
+        depth = max(depth, len(path))
+    return None, depth
 
 
 class _LeafFailure(Exception):
@@ -97,8 +218,11 @@ def _list_or_tuple(value: object) -> bool:
     return not hasattr(type(value), "_fields") and isinstance(value, (list, tuple))
 
 
-def walk(tree: object, leaf: Leaf) -> object:
+def walk(tree: object, leaf: Leaf, dtypes: DtypeTree | None = None) -> object:
     """``tree`` with ``leaf`` applied to every array leaf and the structure rebuilt.
+
+    ``dtypes``, when given, holds per-leaf conversions (a ``Leaf`` per node, built
+    by ``per_leaf``): the subtree under a key converts with that key's leaf.
 
     Raises:
         _LeafFailure: a leaf raised; the caller turns it back into the leaf's
@@ -122,42 +246,115 @@ def walk(tree: object, leaf: Leaf) -> object:
         if kind is dict or isinstance(tree, Mapping):
             items: dict[object, object] = {}
             for step, value in cast("Mapping[object, object]", tree).items():
-                items[step] = walk(value, leaf)
+                items[step] = (
+                    walk(value, leaf) if dtypes is None else _descend(value, leaf, dtypes, step)
+                )
             return items if kind is dict else rebuild_mapping(tree, items)  # type: ignore[arg-type]
         if _list_or_tuple(tree):
-            # Lists and tuples; subclasses other than namedtuples come back as the base type.
+            # Lists and tuples, subclasses included (namedtuples below).
             converted: list[object] = []
-            for step, value in enumerate(cast("list[object] | tuple[object, ...]", tree)):  # noqa: B007 (step: read by the except clause)
-                converted.append(walk(value, leaf))
-            return converted if isinstance(tree, list) else tuple(converted)
+            for step, value in enumerate(cast("list[object] | tuple[object, ...]", tree)):
+                converted.append(
+                    walk(value, leaf) if dtypes is None else _descend(value, leaf, dtypes, step)
+                )
+            if kind is list:
+                return converted
+            if isinstance(tree, list):
+                return rebuild_list(cast("list[object]", tree), converted)
+            return _rebuild_tuple(cast("tuple[object, ...]", tree), converted)
         if isinstance(tree, tuple):  # a namedtuple
             named: Any = kind
             fields: list[object] = []
             for name, value in zip(named._fields, cast("tuple[object, ...]", tree), strict=True):
-                step = _Field(name)
-                fields.append(walk(value, leaf))
+                step = Field(name)
+                fields.append(
+                    walk(value, leaf) if dtypes is None else _descend(value, leaf, dtypes, step)
+                )
             return named(*fields)
         if dataclasses.is_dataclass(tree) and not isinstance(tree, type):
             rebuilt = copy_module.copy(tree)
             for field in dataclasses.fields(tree):
-                step = _Field(field.name)
+                step = Field(field.name)
                 # object.__setattr__ also works on frozen dataclasses.
-                object.__setattr__(rebuilt, field.name, walk(getattr(tree, field.name), leaf))
+                value = getattr(tree, field.name)
+                object.__setattr__(
+                    rebuilt,
+                    field.name,
+                    walk(value, leaf) if dtypes is None else _descend(value, leaf, dtypes, step),
+                )
             return rebuilt
+        if _other_sequence(tree):
+            # range, UserList and other sequences, as default_convert walks them.
+            elements: list[object] = []
+            for step, value in enumerate(cast("Sequence[object]", tree)):
+                elements.append(
+                    walk(value, leaf) if dtypes is None else _descend(value, leaf, dtypes, step)
+                )
+            return rebuild_list(cast("Sequence[object]", tree), elements)
     except _LeafFailure as failure:
         failure.reversed_path.append(step)
         raise
     return tree
 
 
-def walk_tree(tree: object, leaf: Leaf) -> object:
+def _descend(value: object, leaf: Leaf, dtypes: DtypeTree, step: object) -> object:
+    """``walk`` of one child, under the per-leaf dtype its path falls under."""
+    below = dtypes.child(step)
+    if below is None:
+        return walk(value, leaf)  # no per-leaf key names anything under this child
+    below.used = True
+    if below.dtype is not None:
+        leaf = cast(Leaf, below.dtype)
+    return walk(value, leaf, below if below.children else None)
+
+
+def per_leaf(dtype: object, make_leaf: Callable[[object], _T]) -> tuple[_T, DtypeTree | None]:
+    """What ``make_leaf`` makes of ``dtype``, and of each per-leaf dtype when it is a mapping.
+
+    Each distinct dtype of the mapping is checked (and its options resolved)
+    once, here, before any leaf is converted.
+    """
+    if not isinstance(dtype, Mapping):
+        return make_leaf(dtype), None
+    dtypes = DtypeTree.build(FLOAT32, cast("Mapping[object, object]", dtype))
+    made: dict[int, _T] = {}
+    stack = [dtypes]
+    while stack:
+        node = stack.pop()
+        if node.dtype is not None:
+            key = id(node.dtype)
+            if key not in made:
+                made[key] = make_leaf(node.dtype)
+            node.dtype = made[key]
+        stack.extend(node.children.values())
+    return cast(_T, dtypes.dtype), dtypes
+
+
+def check_used(dtypes: DtypeTree | None, function: str) -> None:
+    """Raise for per-leaf dtype keys that named no part of the batch (a typo, usually)."""
+    if dtypes is None:
+        return
+    unused = dtypes.unused()
+    if unused:
+        raise InvalidArgumentError(
+            f"{function}: the per-leaf dtype key(s) {', '.join(map(repr, unused))} match no "
+            "leaf of the batch; check the spelling (keys are top-level keys of the batch, or "
+            """paths as errors print them, such as '["meta"]["depth"]')"""
+        )
+
+
+def walk_tree(tree: object, leaf: Leaf, dtypes: DtypeTree | None = None) -> object:
     """``walk``, with a leaf's error re-raised as its own class, its path in front."""
     try:
-        return walk(tree, leaf)
+        return walk(tree, leaf, dtypes)
     except _LeafFailure as failure:
         error = failure.error
         path = format_path(tuple(reversed(failure.reversed_path)))
         raise type(error)(f"{path}: {error}") from error
+    except RecursionError:
+        # A cycle, or nesting deeper than the interpreter's stack: found out here,
+        # after the fact, so that the walk itself keeps no record of where it has been.
+        raise recursion_error([("", tree)]) from None
 
 
 def _tensor_leaf(options: Options) -> Leaf:
@@ -214,7 +411,7 @@ def tree_to_tensor(
     tree: npt.NDArray[Any] | torch.Tensor | np.generic,
     /,
     *,
-    dtype: DTypeLike | DtypePolicy = ...,
+    dtype: DTypeLike | DtypePolicy | LeafDtypes = ...,
     device: str | torch.device | int | None = ...,
     copy: bool | None = ...,
     casting: Casting = ...,
@@ -226,7 +423,7 @@ def tree_to_tensor(
     tree: dict[_K, npt.NDArray[Any]] | dict[_K, torch.Tensor],
     /,
     *,
-    dtype: DTypeLike | DtypePolicy = ...,
+    dtype: DTypeLike | DtypePolicy | LeafDtypes = ...,
     device: str | torch.device | int | None = ...,
     copy: bool | None = ...,
     casting: Casting = ...,
@@ -238,7 +435,7 @@ def tree_to_tensor(
     tree: list[npt.NDArray[Any]] | list[torch.Tensor],
     /,
     *,
-    dtype: DTypeLike | DtypePolicy = ...,
+    dtype: DTypeLike | DtypePolicy | LeafDtypes = ...,
     device: str | torch.device | int | None = ...,
     copy: bool | None = ...,
     casting: Casting = ...,
@@ -250,7 +447,7 @@ def tree_to_tensor(
     tree: tuple[npt.NDArray[Any], ...] | tuple[torch.Tensor, ...],
     /,
     *,
-    dtype: DTypeLike | DtypePolicy = ...,
+    dtype: DTypeLike | DtypePolicy | LeafDtypes = ...,
     device: str | torch.device | int | None = ...,
     copy: bool | None = ...,
     casting: Casting = ...,
@@ -262,7 +459,7 @@ def tree_to_tensor(
     tree: object,
     /,
     *,
-    dtype: DTypeLike | DtypePolicy = ...,
+    dtype: DTypeLike | DtypePolicy | LeafDtypes = ...,
     device: str | torch.device | int | None = ...,
     copy: bool | None = ...,
     casting: Casting = ...,
@@ -273,7 +470,7 @@ def tree_to_tensor(
     tree: object,
     /,
     *,
-    dtype: DTypeLike | DtypePolicy = FLOAT32,
+    dtype: DTypeLike | DtypePolicy | LeafDtypes = FLOAT32,
     device: str | torch.device | int | None = None,
     copy: bool | None = None,
     casting: Casting = "same_kind",
@@ -311,8 +508,15 @@ def tree_to_tensor(
     >>> out["image"].dtype, out["label"], out["name"]
     (torch.float32, tensor(3), 'cat')
     """
-    options = tensor_options(dtype, device, copy, casting, pin_memory, non_blocking)
-    return walk_tree(tree, _tensor_leaf(options))
+    leaf, dtypes = per_leaf(
+        dtype,
+        lambda each: _tensor_leaf(
+            tensor_options(each, device, copy, casting, pin_memory, non_blocking)
+        ),
+    )
+    result = walk_tree(tree, leaf, dtypes)
+    check_used(dtypes, "tree_to_tensor")
+    return result
 
 
 @overload
@@ -320,7 +524,7 @@ def tree_to_numpy(
     tree: npt.NDArray[Any] | torch.Tensor | np.generic,
     /,
     *,
-    dtype: DTypeLike | DtypePolicy = ...,
+    dtype: DTypeLike | DtypePolicy | LeafDtypes = ...,
     copy: bool | None = ...,
     casting: Casting = ...,
 ) -> npt.NDArray[Any]: ...
@@ -329,7 +533,7 @@ def tree_to_numpy(
     tree: dict[_K, npt.NDArray[Any]] | dict[_K, torch.Tensor],
     /,
     *,
-    dtype: DTypeLike | DtypePolicy = ...,
+    dtype: DTypeLike | DtypePolicy | LeafDtypes = ...,
     copy: bool | None = ...,
     casting: Casting = ...,
 ) -> dict[_K, npt.NDArray[Any]]: ...
@@ -338,7 +542,7 @@ def tree_to_numpy(
     tree: list[npt.NDArray[Any]] | list[torch.Tensor],
     /,
     *,
-    dtype: DTypeLike | DtypePolicy = ...,
+    dtype: DTypeLike | DtypePolicy | LeafDtypes = ...,
     copy: bool | None = ...,
     casting: Casting = ...,
 ) -> list[npt.NDArray[Any]]: ...
@@ -347,7 +551,7 @@ def tree_to_numpy(
     tree: tuple[npt.NDArray[Any], ...] | tuple[torch.Tensor, ...],
     /,
     *,
-    dtype: DTypeLike | DtypePolicy = ...,
+    dtype: DTypeLike | DtypePolicy | LeafDtypes = ...,
     copy: bool | None = ...,
     casting: Casting = ...,
 ) -> tuple[npt.NDArray[Any], ...]: ...
@@ -356,7 +560,7 @@ def tree_to_numpy(
     tree: object,
     /,
     *,
-    dtype: DTypeLike | DtypePolicy = ...,
+    dtype: DTypeLike | DtypePolicy | LeafDtypes = ...,
     copy: bool | None = ...,
     casting: Casting = ...,
 ) -> Any: ...
@@ -364,7 +568,7 @@ def tree_to_numpy(
     tree: object,
     /,
     *,
-    dtype: DTypeLike | DtypePolicy = FLOAT32,
+    dtype: DTypeLike | DtypePolicy | LeafDtypes = FLOAT32,
     copy: bool | None = None,
     casting: Casting = "same_kind",
 ) -> Any:
@@ -392,5 +596,7 @@ def tree_to_numpy(
     >>> out["logits"].dtype, out["step"]
     (dtype('float32'), 7)
     """
-    options = numpy_options(dtype, copy, casting)
-    return walk_tree(tree, _numpy_leaf(options))
+    leaf, dtypes = per_leaf(dtype, lambda each: _numpy_leaf(numpy_options(each, copy, casting)))
+    result = walk_tree(tree, leaf, dtypes)
+    check_used(dtypes, "tree_to_numpy")
+    return result
