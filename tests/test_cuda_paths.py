@@ -149,10 +149,14 @@ def test_to_tensor_cuda_from_cpu_tensor_overwritten_after_call(src_dt, pin_memor
 @pytest.mark.cuda
 @pytest.mark.parametrize("src_dt", [torch.uint8, torch.float32], ids=str)
 def test_to_tensor_cuda_from_pinned_tensor_overwritten_after_call(src_dt):
+    # Contract 10: a page-locked tensor of the caller's is copied asynchronously
+    # under non_blocking=True, as in torch; the caller may write to it once the
+    # current stream has passed the copy (and not before).
     for seed in range(REPEATS):
         src = torch.from_numpy(_fresh(S.numpy_dtype(src_dt), seed)).pin_memory()
         expected = src.numpy().copy()
         t = tb.to_tensor(src, dtype=tb.PRESERVE, device="cuda", non_blocking=True)
+        torch.cuda.current_stream().synchronize()
         src.fill_(77)
         S.assert_same_bits(t.cpu(), expected)
 

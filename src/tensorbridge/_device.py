@@ -6,12 +6,12 @@ from typing import Final, TypeAlias, cast
 
 import torch
 
+from . import _transfer
 from ._dtypes import DType, cast_tensor, widens_exactly
 from ._errors import InvalidArgumentError
 
 __all__ = [
     "CPU",
-    "PINNED_STAGING_BYTES",
     "DeviceLike",
     "device_to_host",
     "host_to_device",
@@ -44,7 +44,7 @@ def parse_device(device: object) -> torch.device | None:
             parsed = torch.device(device)
         except (RuntimeError, TypeError, ValueError) as error:
             raise InvalidArgumentError(
-                f"device={device!r} is not a device torch can use ({error}); "
+                f"device={device!r} is not a device torch can use ({_first_line(error)}); "
                 "pass 'cpu', 'cuda', 'cuda:N', a torch.device or a CUDA index"
             ) from None
     else:
@@ -81,11 +81,19 @@ def parse_device(device: object) -> torch.device | None:
     try:
         torch.empty(0, device=parsed)  # other backends (mps, xpu...) report themselves
     except (RuntimeError, AssertionError, ImportError, TypeError, ValueError) as error:
+        # torch's own message can be the whole dispatcher table (7,000 characters for
+        # "mps" on a build without it): only its first line is kept.
         raise InvalidArgumentError(
-            f"device={device!r} is not available in this process ({error}); pass "
-            "device=None or 'cpu', or a device this torch build supports"
+            f"device={device!r} is not available in this process ({_first_line(error)}); "
+            "pass device=None or 'cpu', or a device this torch build supports"
         ) from None
     return parsed
+
+
+def _first_line(error: BaseException, limit: int = 160) -> str:
+    text = str(error).strip()
+    text = text.split("\n", 1)[0].strip() if text else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def same_device(a: torch.device, b: torch.device) -> bool:
@@ -113,55 +121,49 @@ def move(tensor: torch.Tensor, source: DType, target: DType, device: torch.devic
     C-contiguous memory.
     """
     if widens_exactly(source, target):
-        return cast_tensor(_transfer(tensor, device), target)
-    return _transfer(cast_tensor(tensor, target), device)
+        return cast_tensor(_cross(tensor, device), target)
+    return _cross(cast_tensor(tensor, target), device)
 
 
-def _transfer(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+def _cross(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     # To the host through device_to_host, as to_numpy does: final values, and
-    # page-locked staging for large tensors.
+    # page-locked results within the budget for large tensors.
     if device.type == "cpu":
         return device_to_host(tensor)
+    if tensor.device.type == "cpu":
+        return host_to_device(tensor, device, non_blocking=False)
     return tensor.to(device=device, memory_format=torch.contiguous_format)
 
 
 def host_to_device(
-    host: torch.Tensor, device: torch.device, *, non_blocking: bool, ours: bool
+    host: torch.Tensor, device: torch.device, *, non_blocking: bool, ours: bool = False
 ) -> torch.Tensor:
-    """Copy a CPU tensor to ``device``; asynchronously only where that is safe.
+    """Copy a CPU tensor to ``device``, C-contiguous, with torch's ``non_blocking``.
 
-    The contract: host memory a pending copy reads from stays alive and
-    unmodified until the copy is done. Three cases keep it:
-
-    - pageable memory: the CUDA driver copies it into its own staging buffer
-      before ``cudaMemcpyAsync`` returns, so the caller may change it at once;
-    - page-locked memory that tensorbridge allocated (``ours``): nobody else
-      holds it, and torch's caching host allocator keeps the block out of reuse
-      until the copy's event has completed;
-    - page-locked memory of the caller's: copied synchronously, because the
-      caller may write to it the moment this returns.
+    Below ``_transfer.RING_BYTES``, and for page-locked memory, this is the
+    plain ``.to(device, non_blocking=...)``: under ``non_blocking=True`` a
+    page-locked source (the caller's, as from ``DataLoader(pin_memory=True)``)
+    may still be read after the return, so the caller must not write it until
+    the current stream has passed the copy, exactly as in torch. Large pageable
+    data goes through the page-locked staging ring (``_transfer``) and has been
+    read in full when this returns. ``non_blocking=False`` returns a complete
+    result. ``ours`` is accepted for older call sites and changes nothing.
     """
-    if non_blocking and (ours or not host.is_pinned()):
-        return host.to(device, non_blocking=True)
-    return host.to(device)
-
-
-#: Device-to-host copies of at least this many bytes go through a new page-locked
-#: buffer (DMA at full bus speed) instead of pageable memory. Measured on an H200
-#: (PCIe 5 x16, benchmarks/results/h200-2026-11-26): at 1 MB a new pinned buffer
-#: already moved 22.6 GB/s against 7.1 GB/s pageable, and pageable copies of
-#: 64 MB and more fell to 1.2 GB/s; smaller sizes were not measured.
-PINNED_STAGING_BYTES: Final = 1 << 20
+    del ours
+    if host.numel() * host.element_size() < _transfer.RING_BYTES and host.is_contiguous():
+        return host.to(device, non_blocking=non_blocking)
+    return _transfer.tensor_to_device(host, device, non_blocking=non_blocking)
 
 
 def device_to_host(tensor: torch.Tensor) -> torch.Tensor:
-    """A C-contiguous CPU copy of a device tensor, final when this returns."""
-    if (
-        tensor.device.type == "cuda"
-        and tensor.numel() * tensor.element_size() >= PINNED_STAGING_BYTES
-    ):
-        host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
-        host.copy_(tensor, non_blocking=True)
-        torch.cuda.current_stream(tensor.device).synchronize()
-        return host
+    """A C-contiguous CPU copy of a device tensor, final when this returns.
+
+    Small tensors take the plain ``.to("cpu")``; large CUDA tensors go through
+    ``_transfer.tensor_to_host``: a page-locked result within the page-locked
+    memory budget, else a pageable one through the staging ring.
+    """
+    if tensor.numel() * tensor.element_size() < _transfer.DIRECT_BYTES and tensor.is_contiguous():
+        return tensor.cpu()
+    if tensor.device.type == "cuda":
+        return _transfer.tensor_to_host(tensor)
     return tensor.to(CPU, memory_format=torch.contiguous_format)
