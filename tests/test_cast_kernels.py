@@ -1,6 +1,6 @@
 """torch's cast kernels run only where they give NumPy's bits: the proof.
 
-``tensorbridge._plan.TORCH_EXACT_CASTS`` lists the dtype pairs whose casts
+``tensorbridge._kernels.TORCH_EXACT_CASTS`` lists the dtype pairs whose casts
 torch may run (vectorised and multi-threaded) instead of NumPy. Each pair is
 checked here against ``ndarray.astype`` (ml_dtypes for bfloat16): every bit
 pattern of the 8- and 16-bit sources, and for wider sources the special values
@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tensorbridge._dtypes import from_torch_dtype
-from tensorbridge._plan import TORCH_EXACT_CASTS
+from tensorbridge._kernels import TORCH_EXACT_CASTS
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 

@@ -21,32 +21,17 @@ import torch
 from torch.utils.data import get_worker_info
 
 from . import _parallel
-from ._convert import (
-    Options,
-    array_to_tensor,
-    check_tensor_has_data,
-    copy_to_tensor,
-    no_torch_dtype,
-    sequence_to_array,
-    share_ndarray,
-    share_tensor,
-    tensor_options,
-    tensor_to_tensor,
-    unmask,
-)
-from ._device import host_to_device, move
+from ._convert import array_to_tensor, tensor_to_tensor
+from ._device import CPU, device_to_host, host_to_device, same_device
 from ._dtypes import (
     FLOAT32,
     Casting,
     DType,
     DTypeLike,
     DtypePolicy,
-    cast_into,
-    cast_tensor,
     check_cast,
     from_numpy_dtype,
     from_torch_dtype,
-    widens_exactly,
 )
 from ._errors import (
     CastingError,
@@ -56,7 +41,18 @@ from ._errors import (
     TensorBridgeError,
     UnsupportedDtypeError,
 )
+from ._inputs import check_tensor_has_data, sequence_to_array, unmask
+from ._kernels import (
+    cast_cpu_tensor,
+    cast_device_tensor,
+    cast_into,
+    cast_tensor,
+    copy_to_tensor,
+    share_ndarray,
+    share_tensor,
+)
 from ._paths import DtypeTree, Field, LeafDtypes, format_path
+from ._plan import Options, plan_for, tensor_options
 from ._tree import check_used, per_leaf, rebuild_list, rebuild_mapping, recursion_error
 
 __all__ = ["collate"]
@@ -293,13 +289,14 @@ def _stack_arrays(leaves: list[Any], options: Options, path: tuple[object, ...])
     shape = _check_shapes([array.shape for array in arrays], path)
     sources = {from_numpy_dtype(array.dtype) for array in arrays}
     source = next(iter(sources)) if len(sources) == 1 else _promote(arrays, sources, options)
-    target = options.result_dtype(source)
-    if target.torch is None:
-        raise no_torch_dtype(target, source, options.dtype)
-    for each in sources:
-        check_cast(each, target, options.casting, options.policy)
-    on_device = options.device is not None and options.device.type != "cpu"
-    carried = source if on_device and widens_exactly(source, target) else target
+    device = options.device
+    moves_to = None if device is None or device.type == "cpu" else device
+    plan = plan_for(source, options, "torch", CPU, moves_to)
+    for each in sources - {source}:
+        check_cast(each, plan.target, options.casting, options.policy)
+    # Stacked straight into the dtype that crosses the bus (the result dtype when
+    # the batch stays here): one pass over the samples, no per-sample tensors.
+    carried = plan.bus if moves_to is not None else plan.target
     batch = _new_batch((len(arrays), *shape), carried, options)
     if carried.numpy is not None:
         _stack_into(share_tensor(batch, carried), arrays)
@@ -307,11 +304,10 @@ def _stack_arrays(leaves: list[Any], options: Options, path: tuple[object, ...])
         # complex32, or bfloat16/float8 without ml_dtypes: torch casts each sample.
         for slot, array in zip(batch, arrays, strict=True):
             slot.copy_(copy_to_tensor(array, from_numpy_dtype(array.dtype), carried))
-    if not on_device:
+    if moves_to is None:
         return batch
-    assert options.device is not None
-    moved = host_to_device(batch, options.device, non_blocking=options.non_blocking, ours=True)
-    return cast_tensor(moved, target)
+    moved = host_to_device(batch, moves_to, non_blocking=options.non_blocking)
+    return cast_tensor(moved, plan.target)
 
 
 def _stack_into(view: npt.NDArray[Any], arrays: list[npt.NDArray[Any]]) -> None:
@@ -446,40 +442,41 @@ def _stack_tensors(
         leaves = _dequantized(leaves, distinct, options)
         distinct = {from_torch_dtype(dtype) for dtype in {leaf.dtype for leaf in leaves}}
     source = next(iter(distinct)) if len(distinct) == 1 else _promote_tensors(distinct, options)
-    target = options.result_dtype(source)
-    for each in distinct:
-        if each is not target:
-            check_cast(each, target, options.casting, options.policy)
+    here = leaves[0].device
+    there = options.device or here
+    moves_to = None if same_device(here, there) else there
+    plan = plan_for(source, options, "torch", here, moves_to)
+    target = plan.target
+    for each in distinct - {source}:
+        check_cast(each, target, options.casting, options.policy)
     assert target.torch is not None
     if torch.is_grad_enabled() and any(leaf.requires_grad for leaf in leaves):
         return _stack_with_graph(leaves, source, options)
-    here = leaves[0].device
-    there = options.device or here
-    carried = source if here != there and widens_exactly(source, target) else target
-    if here.type == "cpu":
+    carried = plan.bus if moves_to is not None else target
+    if here.type != "cpu":
+        # On a device: stack there (one kernel), then cast with NumPy's values.
+        stacked = torch.stack([leaf.to(source.torch) for leaf in leaves])
+        batch = cast_device_tensor(stacked, carried)
+    else:
         batch = _new_batch((len(leaves), *shape), carried, options)
-    else:
-        batch = torch.empty((len(leaves), *shape), dtype=carried.torch, device=here)
-    if distinct == {carried}:
-        torch.stack(leaves, 0, out=batch)  # no dtype change: a copy, as default_collate's
-    elif (
-        here.type == "cpu"
-        and carried.numpy is not None
-        and all(each.numpy is not None for each in distinct)
-    ):
-        # NumPy casts, as for array leaves: NumPy's values, no torch warnings.
-        arrays = [
-            share_tensor(leaf.resolve_conj().resolve_neg(), from_torch_dtype(leaf.dtype))
-            for leaf in leaves
-        ]
-        _stack_into(share_tensor(batch, carried), arrays)
-    else:
-        for slot, leaf in zip(batch, leaves, strict=True):
-            real = leaf.is_complex() and carried.kind != "c"
-            slot.copy_(leaf.real if real else leaf)  # .real: no complex-to-real warning
-    if here == there:
+        if distinct == {carried}:
+            torch.stack(leaves, 0, out=batch)  # no dtype change: a copy, as default_collate's
+        elif carried.numpy is not None and all(each.numpy is not None for each in distinct):
+            # NumPy casts, as for array leaves: NumPy's values, no torch warnings.
+            arrays = [
+                share_tensor(leaf.resolve_conj().resolve_neg(), from_torch_dtype(leaf.dtype))
+                for leaf in leaves
+            ]
+            _stack_into(share_tensor(batch, carried), arrays)
+        else:
+            for slot, leaf in zip(batch, leaves, strict=True):
+                real = leaf.is_complex() and carried.kind != "c"
+                slot.copy_(leaf.real if real else leaf)  # .real: no complex-to-real warning
+    if moves_to is None:
         return batch
     if here.type == "cpu":
-        moved = host_to_device(batch, there, non_blocking=options.non_blocking, ours=True)
+        moved = host_to_device(batch, moves_to, non_blocking=options.non_blocking)
         return cast_tensor(moved, target)
-    return move(batch, carried, target, there)
+    if moves_to.type == "cpu":
+        return cast_cpu_tensor(device_to_host(batch), carried, target)
+    return cast_device_tensor(batch.to(moves_to), target)

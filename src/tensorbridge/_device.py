@@ -7,7 +7,6 @@ from typing import Final, TypeAlias, cast
 import torch
 
 from . import _transfer
-from ._dtypes import DType, cast_tensor, widens_exactly
 from ._errors import InvalidArgumentError
 
 __all__ = [
@@ -15,7 +14,6 @@ __all__ = [
     "DeviceLike",
     "device_to_host",
     "host_to_device",
-    "move",
     "parse_device",
     "same_device",
 ]
@@ -109,30 +107,6 @@ def same_device(a: torch.device, b: torch.device) -> bool:
             b.index if cast("int | None", b.index) is not None else current
         )
     return False
-
-
-def move(tensor: torch.Tensor, source: DType, target: DType, device: torch.device) -> torch.Tensor:
-    """Cast ``tensor`` to ``target`` and move it to ``device``, in the cheaper order.
-
-    A cast that widens exactly (uint8 to float32, float16 to float32) crosses
-    the bus in the narrow dtype and runs on the far side; anything else (a
-    narrowing or lossy cast) runs on the near side, before the transfer, so the
-    bus never carries more bytes than the result has. The result is always new,
-    C-contiguous memory.
-    """
-    if widens_exactly(source, target):
-        return cast_tensor(_cross(tensor, device), target)
-    return _cross(cast_tensor(tensor, target), device)
-
-
-def _cross(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    # To the host through device_to_host, as to_numpy does: final values, and
-    # page-locked results within the budget for large tensors.
-    if device.type == "cpu":
-        return device_to_host(tensor)
-    if tensor.device.type == "cpu":
-        return host_to_device(tensor, device, non_blocking=False)
-    return tensor.to(device=device, memory_format=torch.contiguous_format)
 
 
 def host_to_device(

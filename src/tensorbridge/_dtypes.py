@@ -8,9 +8,9 @@ of its number format. Everything else in tensorbridge looks dtypes up here.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
-import functools
 import importlib
 import math
 from dataclasses import dataclass
@@ -18,10 +18,8 @@ from types import ModuleType
 from typing import Any, Final, Literal, TypeAlias, cast
 
 import numpy as np
-import numpy.typing as npt
 import torch
 
-from . import _parallel
 from ._errors import CastingError, InvalidArgumentError, UnsupportedDtypeError
 
 __all__ = [
@@ -31,9 +29,6 @@ __all__ = [
     "DType",
     "DTypeLike",
     "DtypePolicy",
-    "cast_array",
-    "cast_into",
-    "cast_tensor",
     "check_cast",
     "from_numpy_dtype",
     "from_torch_dtype",
@@ -441,53 +436,88 @@ def _first_line(error: BaseException) -> str:
 class DtypePolicy:
     """Which dtype each kind of input becomes when no concrete dtype is asked for.
 
-    A field left ``None`` keeps that kind of data as it is. Bool and integer
-    data are always kept. The two ready-made policies are ``FLOAT32`` (the
-    default: real floating data becomes float32, complex data complex64) and
-    ``PRESERVE`` (every dtype is kept exactly).
+    A field left ``None`` keeps that kind of data as it is. The two ready-made
+    policies are ``FLOAT32`` (the default: real floating data becomes float32,
+    complex data complex64, the rest is kept) and ``PRESERVE`` (every dtype is
+    kept exactly). Each field takes any dtype spelling (a torch dtype, a NumPy
+    type or dtype, a name); the casting rule still applies to every change.
 
     Args:
         floating: the dtype for every real floating input (float16, bfloat16,
-            the float8 types, float32, float64, longdouble).
+            the float8 and other ml_dtypes floats, float32, float64, longdouble).
         complex: the dtype for every complex input (complex32, complex64,
             complex128, clongdouble).
+        signed: the dtype for every signed integer input (int8 to int64).
+        unsigned: the dtype for every unsigned integer input (uint8 to uint64).
+        bool: the dtype for bool input.
 
     >>> import tensorbridge as tb, numpy as np
     >>> half = tb.DtypePolicy(floating="float16")
     >>> tb.to_tensor(np.ones(2), dtype=half).dtype
     torch.float16
+    >>> images = tb.DtypePolicy(floating="float32", unsigned="float32")
+    >>> tb.to_tensor(np.zeros(2, np.uint8), dtype=images).dtype  # uint8 images
+    torch.float32
+    >>> tb.to_tensor(np.zeros(2, np.int64), dtype=images).dtype   # int64 labels kept
+    torch.int64
     """
 
     floating: DTypeLike | None = None
     complex: DTypeLike | None = None
-    _floating: DType | None = dataclasses.field(init=False, repr=False, compare=False)
-    _complex: DType | None = dataclasses.field(init=False, repr=False, compare=False)
+    signed: DTypeLike | None = None
+    unsigned: DTypeLike | None = None
+    bool: DTypeLike | None = None
+    _by_kind: dict[str, DType] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for field in ("floating", "complex"):
+        by_kind: dict[str, DType] = {}
+        for field, kind in _POLICY_FIELDS:
             value = getattr(self, field)
-            record = None if value is None else resolve_dtype(value)
-            if record is not None and record.kind not in _KIND_ORDER:
+            if value is None:
+                continue
+            record = resolve_dtype(value)
+            if record.kind not in _KIND_ORDER:
                 raise UnsupportedDtypeError(
                     f"DtypePolicy({field}={value!r}): {record.name} is not a numeric dtype "
                     "that data can be cast to"
                 )
-            object.__setattr__(self, "_" + field, record)
+            by_kind[kind] = record
+        object.__setattr__(self, "_by_kind", by_kind)
 
-    def apply(self, source: DType) -> DType:
-        """The result dtype this policy gives for data of dtype ``source``."""
-        if source.kind == "f":
-            return self._floating or source
-        if source.kind == "c":
-            return self._complex or source
-        return source
+    def __hash__(self) -> int:
+        return hash((type(self), *(self._by_kind.get(kind) for _, kind in _POLICY_FIELDS)))
+
+    def __eq__(self, other: object) -> builtins.bool:
+        if not isinstance(other, DtypePolicy):
+            return NotImplemented
+        return self._by_kind == other._by_kind
 
     def __repr__(self) -> str:
         if self is FLOAT32:
             return "tb.FLOAT32"
         if self is PRESERVE:
             return "tb.PRESERVE"
-        return f"DtypePolicy(floating={self.floating!r}, complex={self.complex!r})"
+        fields = ", ".join(
+            f"{field}={getattr(self, field)!r}"
+            for field, _ in _POLICY_FIELDS
+            if getattr(self, field) is not None
+        )
+        return f"DtypePolicy({fields})"
+
+
+def apply_policy(policy: DtypePolicy, source: DType) -> DType:
+    """The result dtype ``policy`` gives for data of dtype ``source``."""
+    return policy._by_kind.get(source.kind, source)  # pyright: ignore[reportPrivateUsage]
+
+
+# (field, NumPy kind letter) of DtypePolicy; the ml_dtypes-only floats are kind "f" too.
+_POLICY_FIELDS: Final = (
+    ("floating", "f"),
+    ("complex", "c"),
+    ("signed", "i"),
+    ("unsigned", "u"),
+    ("bool", "b"),
+)
 
 
 FLOAT32: Final = DtypePolicy(floating="float32", complex="complex64")
@@ -573,58 +603,6 @@ def check_cast(
             f'casting="{casting}"; pass casting="unsafe" if a lossy cast is what you meant'
             f"{keep} or pick a dtype that holds the values"
         )
-
-
-def cast_into(out: npt.NDArray[Any], array: npt.NDArray[Any], *, parallel: bool = True) -> None:
-    """Write ``array``'s values into ``out`` (same shape), converted as NumPy converts.
-
-    The values are exactly NumPy's, without NumPy's warnings: the ``casting``
-    rule is where a user consents to a lossy cast, so overflow to inf, NaN into
-    an integer under ``casting="unsafe"``, or a complex-to-real cast (which keeps
-    the real part) pass quietly, as they do on the torch paths. ``np.errstate``
-    is thread-local and restored on exit, so no global state changes.
-
-    Large copies are split across threads (``_parallel``); ``parallel=False``
-    keeps this one on the calling thread (for callers that parallelise already).
-    """
-    if array.dtype.kind == "c" and out.dtype.kind != "c":
-        # The cast says what the real part of a complex array is; pyright cannot match
-        # NDArray[Any] to the self type numpy's stubs give ndarray.real.
-        array = cast("npt.NDArray[np.floating[Any]]", array.real)  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
-    if not np.can_cast(array.dtype, out.dtype, "unsafe"):
-        # ml_dtypes has no direct cast between some of its types (float8_e8m0fnu
-        # and the other float8s); each of them widens exactly into float32.
-        with np.errstate(over="ignore", invalid="ignore"):
-            array = array.astype(np.float32)
-    pieces = _parallel.chunks(out, array) if parallel else None
-    if pieces is None:
-        _copy(out, array)
-    else:
-        _parallel.run([functools.partial(_copy, *piece) for piece in pieces])
-
-
-def _copy(out: npt.NDArray[Any], array: npt.NDArray[Any]) -> None:
-    # np.errstate is per thread, so each worker thread sets its own.
-    with np.errstate(over="ignore", invalid="ignore"):
-        np.copyto(out, array, casting="unsafe")
-
-
-def cast_array(array: npt.NDArray[Any], target: DType) -> npt.NDArray[Any]:
-    """New C-contiguous memory holding ``array``'s values as ``target`` (see ``cast_into``)."""
-    assert target.numpy is not None
-    out = np.empty(array.shape, dtype=target.numpy)
-    cast_into(out, array)
-    return out
-
-
-def cast_tensor(tensor: torch.Tensor, target: DType) -> torch.Tensor:
-    """``tensor`` as ``target`` (itself when it already is), C-contiguous, as torch converts."""
-    assert target.torch is not None
-    if tensor.is_complex() and target.kind != "c":
-        # .real is a view, without torch's warning (as in cast_array); copy=True so
-        # the result never aliases the complex input, even where .to() could.
-        return tensor.real.to(dtype=target.torch, memory_format=torch.contiguous_format, copy=True)
-    return tensor.to(dtype=target.torch, memory_format=torch.contiguous_format)
 
 
 def check_casting_value(casting: object) -> None:

@@ -23,9 +23,7 @@ __all__ = ["DtypeTree", "Field", "LeafDtypes", "format_path", "parse_path"]
 #: ``'["meta"]["depth"]'``) mapped to the dtype or policy of everything under it.
 #: Every other leaf follows the default policy, ``FLOAT32``.
 DtypeOrPolicy: TypeAlias = "DTypeLike | DtypePolicy"
-LeafDtypes: TypeAlias = (
-    "Mapping[str, DtypeOrPolicy] | Mapping[int, DtypeOrPolicy] | Mapping[str | int, DtypeOrPolicy]"
-)
+LeafDtypes: TypeAlias = "Mapping[Any, DtypeOrPolicy]"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -21,73 +21,165 @@ hashable values, so they are cached: a repeated call decides nothing again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal, Protocol
+from typing import Any, Final, Literal, cast
 
+import numpy as np
 import torch
 
-from ._dtypes import DType, DtypePolicy, check_cast, ml_dtypes_module
-from ._errors import ShareError, UnsupportedDtypeError
+from ._device import parse_device
+from ._dtypes import (
+    FLOAT32,
+    DType,
+    DtypePolicy,
+    apply_policy,
+    check_cast,
+    check_casting_value,
+    ml_dtypes_module,
+    resolve_dtype,
+)
+from ._errors import InvalidArgumentError, ShareError, UnsupportedDtypeError
+from ._kernels import torch_casts_exactly
 
-__all__ = ["TORCH_EXACT_CASTS", "Plan", "Side", "make_plan", "share_error", "torch_casts_exactly"]
+__all__ = [
+    "Options",
+    "Plan",
+    "Side",
+    "dtype_change_reason",
+    "make_plan",
+    "no_numpy_dtype",
+    "no_torch_dtype",
+    "numpy_options",
+    "plan_for",
+    "share_error",
+    "tensor_options",
+]
 
 Side = Literal["torch", "numpy"]
 
 CPU: Final = torch.device("cpu")
 
 
-class PlanOptions(Protocol):
-    """What a plan reads of a call's options (``_convert.Options`` has these)."""
+class Options:
+    """The keyword options of one call, checked once (a tree reuses them for every leaf).
 
-    @property
-    def dtype(self) -> object: ...  # the policy or dtype-like as the user gave it
-    @property
-    def policy(self) -> DtypePolicy | None: ...
-    @property
-    def fixed(self) -> DType | None: ...
-    @property
-    def casting(self) -> str: ...
+    A plain slotted class rather than a frozen dataclass: it is built on every
+    general-path call, and frozen dataclasses are several times slower to build.
+    """
+
+    __slots__ = (
+        "casting",
+        "copy",
+        "device",
+        "dtype",
+        "exact",
+        "fixed",
+        "non_blocking",
+        "pin_memory",
+        "policy",
+    )
+
+    def __init__(
+        self,
+        dtype: object,
+        policy: DtypePolicy | None,
+        fixed: DType | None,
+        device: torch.device | None,
+        copy: bool | None,
+        casting: str,
+        pin_memory: bool = False,
+        non_blocking: bool = False,
+    ) -> None:
+        self.dtype = dtype  # the DtypePolicy or dtype-like as given, for messages
+        self.policy = policy
+        self.fixed = fixed
+        self.device = device
+        self.copy = copy
+        self.casting = casting
+        self.pin_memory = pin_memory
+        self.non_blocking = non_blocking
+        #: the NumPy dtype asked for when its byte order is not native (to_numpy
+        #: honours it; torch holds native byte order only), else None
+        self.exact: np.dtype[Any] | None = None
+
+    def result_dtype(self, source: DType) -> DType:
+        if self.policy is not None:
+            return apply_policy(self.policy, source)
+        assert self.fixed is not None
+        return self.fixed
 
 
-# The dtype pairs whose torch CPU cast writes exactly the bits NumPy's astype
-# writes (ml_dtypes' for bfloat16). Kept out: every cast from a floating type
-# to an integer (out-of-range and NaN values differ), float16 <-> float32/64
-# and float32 -> float16 (torch quiets signalling NaNs, NumPy keeps their
-# payload), float64 -> float16 (torch rounds twice, through float32) and any
-# floating type to bfloat16 (rounding of NaN and ties differ from ml_dtypes).
-_INTEGERS: Final = (
-    "bool",
-    "uint8",
-    "int8",
-    "int16",
-    "uint16",
-    "int32",
-    "uint32",
-    "int64",
-    "uint64",
-)
-_FLOATS: Final = ("float16", "bfloat16", "float32", "float64", "complex64", "complex128")
-TORCH_EXACT_CASTS: Final[frozenset[tuple[str, str]]] = frozenset(
-    {(a, b) for a in _INTEGERS for b in (*_INTEGERS, *_FLOATS) if a != b}
-    | {
-        ("bfloat16", "float32"),
-        ("bfloat16", "float64"),
-        ("bfloat16", "complex64"),
-        ("bfloat16", "complex128"),
-        ("float32", "float64"),
-        ("float32", "complex64"),
-        ("float32", "complex128"),
-        ("float64", "float32"),
-        ("float64", "complex64"),
-        ("float64", "complex128"),
-        ("complex64", "complex128"),
-        ("complex128", "complex64"),
-    }
-)
+_DEFAULT_OPTIONS: Final = Options(FLOAT32, FLOAT32, None, None, None, "same_kind")
 
 
-def torch_casts_exactly(source: DType, target: DType) -> bool:
-    """Whether torch's cast from ``source`` to ``target`` gives NumPy's bits."""
-    return (source.name, target.name) in TORCH_EXACT_CASTS
+def tensor_options(
+    dtype: object,
+    device: object,
+    copy: object,
+    casting: object,
+    pin_memory: object = False,
+    non_blocking: object = False,
+) -> Options:
+    """Check every option of ``to_tensor`` and resolve the dtype and device once."""
+    if (
+        dtype is FLOAT32
+        and device is None
+        and copy is None
+        and casting == "same_kind"
+        and pin_memory is False
+        and non_blocking is False
+    ):
+        return _DEFAULT_OPTIONS
+    options = numpy_options(dtype, copy, casting)
+    pin_memory = check_bool("pin_memory", pin_memory)
+    non_blocking = check_bool("non_blocking", non_blocking)
+    if pin_memory and not torch.cuda.is_available():
+        raise InvalidArgumentError(
+            "pin_memory=True needs CUDA (page-locked memory speeds up copies to a GPU), and "
+            "torch.cuda.is_available() is False in this process; leave pin_memory=False"
+        )
+    return Options(
+        options.dtype,
+        options.policy,
+        options.fixed,
+        parse_device(device),
+        options.copy,
+        options.casting,
+        pin_memory,
+        non_blocking,
+    )
+
+
+def check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidArgumentError(f"{name}={value!r} is not a bool; pass True or False")
+    return value
+
+
+def numpy_options(dtype: object, copy: object, casting: object) -> Options:
+    """Check the options of ``to_numpy`` and resolve the dtype once."""
+    if dtype is FLOAT32 and copy is None and casting == "same_kind":
+        return _DEFAULT_OPTIONS
+    if copy is not None and copy is not True and copy is not False:
+        raise InvalidArgumentError(
+            f"copy={copy!r} is not a copy mode; pass None (share when possible), True "
+            "(always copy) or False (share or raise)"
+        )
+    check_casting_value(casting)
+    if isinstance(dtype, DtypePolicy):
+        return Options(dtype, dtype, None, None, copy, str(casting))
+    options = Options(dtype, None, resolve_dtype(dtype), None, copy, str(casting))
+    if isinstance(dtype, (str, np.dtype)) and options.fixed is not None:
+        exact = _numpy_dtype_or_none(cast(Any, dtype))
+        if exact is not None and not exact.isnative and exact.kind in "biufc":
+            options.exact = exact
+    return options
+
+
+def _numpy_dtype_or_none(dtype: str | np.dtype[Any]) -> np.dtype[Any] | None:
+    try:
+        return np.dtype(dtype)
+    except (TypeError, ValueError, SyntaxError):
+        return None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -119,7 +211,7 @@ class Plan:
 
 def make_plan(
     source: DType,
-    options: PlanOptions,
+    options: Options,
     to: Side,
     source_device: torch.device = CPU,
     result_device: torch.device | None = None,
@@ -133,7 +225,7 @@ def make_plan(
         UnsupportedDtypeError: the result dtype has no counterpart on the ``to`` side.
         CastingError: the casting rule forbids the dtype change.
     """
-    target = options.policy.apply(source) if options.policy is not None else options.fixed
+    target = apply_policy(options.policy, source) if options.policy is not None else options.fixed
     assert target is not None
     if to == "torch" and target.torch is None:
         raise no_torch_dtype(target, source, options.dtype)
@@ -145,7 +237,9 @@ def make_plan(
     if target is not source:
         blocker = dtype_change_reason(source, target, options.dtype)
     elif result_device is not None:
-        blocker = f"the result goes to {result_device}, and the data lives on {source_device}"
+        blocker = (
+            f"the result goes to {result_device}, and the data lives in {source_device} memory"
+        )
     # One rule for where a cast runs when data changes device, in both directions:
     # on the device only where torch's kernel gives NumPy's bits there and the bus
     # then carries fewer bytes (a uint8 image widened to float32 after the copy up,
@@ -162,11 +256,38 @@ def make_plan(
     return Plan(source, target, result_device, blocker, bus, exact)
 
 
+_PLANS: dict[tuple[object, ...], Plan] = {}
+_PLAN_ENTRIES: Final = 1024
+
+
+def plan_for(
+    source: DType,
+    options: Options,
+    to: Side,
+    source_device: torch.device = CPU,
+    result_device: torch.device | None = None,
+) -> Plan:
+    """``make_plan``, remembered: a repeated call decides nothing again."""
+    key = (source, options.dtype, options.casting, to, source_device, result_device)
+    try:
+        return _PLANS[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable dtype argument
+        return make_plan(source, options, to, source_device, result_device)
+    plan = make_plan(source, options, to, source_device, result_device)
+    if len(_PLANS) >= _PLAN_ENTRIES:
+        _PLANS.clear()
+    _PLANS[key] = plan
+    return plan
+
+
 def dtype_change_reason(source: DType, target: DType, dtype: object) -> str:
     reason = f"the result dtype {target.name} differs from the input dtype {source.name}"
-    if isinstance(dtype, DtypePolicy) and dtype.apply(source) is target:
+    if dtype is FLOAT32:
         reason += (
-            f" (the dtype policy {dtype!r} casts it; pass dtype=tb.PRESERVE to keep {source.name})"
+            f" (the default policy FLOAT32 casts floating data to float32; pass "
+            f"dtype=tb.PRESERVE to keep {source.name})"
         )
     return reason
 
@@ -189,7 +310,7 @@ def no_torch_dtype(target: DType, source: DType, dtype: object) -> UnsupportedDt
     return UnsupportedDtypeError(
         f"cannot convert an array of dtype {source.name} to a tensor: {target.name} (from "
         f"{how}) has no torch counterpart; pass a dtype torch has, for example "
-        f"dtype=torch.{'complex128' if target.kind == 'c' else 'float32'}, or the default "
+        f"dtype=torch.{'complex128' if target.kind == 'c' else 'float64'}, or the default "
         "policy tb.FLOAT32"
     )
 

@@ -40,8 +40,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from ._dtypes import DType, cast_into, from_torch_dtype
+from ._dtypes import DType, from_torch_dtype
 from ._errors import InvalidArgumentError
+from ._kernels import cast_into
 from ._parallel import threads
 
 __all__ = [

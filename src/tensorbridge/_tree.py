@@ -20,19 +20,17 @@ import torch
 
 from ._convert import (
     FLOAT32_KEEPS_NUMPY,
-    Options,
     array_to_numpy,
     array_to_tensor,
     convert_to_numpy,
     convert_to_tensor,
-    numpy_options,
-    tensor_options,
     tensor_to_numpy,
     tensor_to_tensor,
 )
 from ._dtypes import FLOAT32, Casting, DTypeLike, DtypePolicy
 from ._errors import InvalidArgumentError, InvalidInputError, TensorBridgeError
 from ._paths import DtypeTree, Field, LeafDtypes, format_path
+from ._plan import Options, numpy_options, tensor_options
 
 __all__ = [
     "format_path",

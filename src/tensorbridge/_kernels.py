@@ -1,0 +1,311 @@
+"""Memory and cast kernels: the operations a plan is executed with.
+
+Sharing (a tensor over an ndarray's memory and back, bit views for the
+ml_dtypes types, read-only views that stay read-only) and casting (NumPy's
+``astype`` values, split across threads for large arrays; torch's kernel for
+the dtype pairs the plan allows; a NumPy cast that autograd records).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Final, cast
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from . import _parallel
+from ._dtypes import DType, from_numpy_dtype, from_torch_dtype
+
+# The dtype pairs whose torch CPU cast writes exactly the bits NumPy's astype
+# writes (ml_dtypes' for bfloat16). Kept out: every cast from a floating type
+# to an integer (out-of-range and NaN values differ), float16 <-> float32/64
+# and float32 -> float16 (torch quiets signalling NaNs, NumPy keeps their
+# payload), float64 -> float16 (torch rounds twice, through float32) and any
+# floating type to bfloat16 (rounding of NaN and ties differ from ml_dtypes).
+_INTEGERS: Final = (
+    "bool",
+    "uint8",
+    "int8",
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "int64",
+    "uint64",
+)
+_FLOATS: Final = ("float16", "bfloat16", "float32", "float64", "complex64", "complex128")
+TORCH_EXACT_CASTS: Final[frozenset[tuple[str, str]]] = frozenset(
+    {(a, b) for a in _INTEGERS for b in (*_INTEGERS, *_FLOATS) if a != b}
+    | {
+        ("bfloat16", "float32"),
+        ("bfloat16", "float64"),
+        ("bfloat16", "complex64"),
+        ("bfloat16", "complex128"),
+        ("float32", "float64"),
+        ("float32", "complex64"),
+        ("float32", "complex128"),
+        ("float64", "float32"),
+        ("float64", "complex64"),
+        ("float64", "complex128"),
+        ("complex64", "complex128"),
+        ("complex128", "complex64"),
+    }
+)
+
+
+def torch_casts_exactly(source: DType, target: DType) -> bool:
+    """Whether torch's cast from ``source`` to ``target`` gives NumPy's bits."""
+    return (source.name, target.name) in TORCH_EXACT_CASTS
+
+
+# torch's intra-op thread pool does not survive fork: in a forked child whose
+# parent ran a parallel torch kernel, the next parallel kernel waits forever for
+# threads that no longer exist (plain `torch.from_numpy(a).float()` of 4M
+# elements hangs there too). DataLoader workers set one torch thread, which is
+# safe; anywhere else a forked child casts large arrays in NumPy instead, on
+# tensorbridge's own pool (recreated per process).
+_forked = False
+#: torch runs a kernel on the calling thread below this many elements
+#: (at::internal::GRAIN_SIZE), so such casts are safe even after fork.
+_TORCH_GRAIN: Final = 32768
+
+
+def _note_fork() -> None:
+    global _forked
+    _forked = True
+
+
+os.register_at_fork(after_in_child=_note_fork)
+
+
+def torch_kernel_safe(numel: int) -> bool:
+    """Whether torch's (possibly multi-threaded) cast kernel can run here."""
+    return not _forked or numel < _TORCH_GRAIN or torch.get_num_threads() == 1
+
+
+def cast_into(out: npt.NDArray[Any], array: npt.NDArray[Any], *, parallel: bool = True) -> None:
+    """Write ``array``'s values into ``out`` (same shape), converted as NumPy converts.
+
+    The values are exactly NumPy's, without NumPy's warnings: the ``casting``
+    rule is where a user consents to a lossy cast, so overflow to inf, NaN into
+    an integer under ``casting="unsafe"``, or a complex-to-real cast (which keeps
+    the real part) pass quietly, as they do on the torch paths. ``np.errstate``
+    is thread-local and restored on exit, so no global state changes.
+
+    Large copies are split across threads (``_parallel``); ``parallel=False``
+    keeps this one on the calling thread (for callers that parallelise already).
+    """
+    if array.dtype.kind == "c" and out.dtype.kind != "c":
+        # The cast says what the real part of a complex array is; pyright cannot match
+        # NDArray[Any] to the self type numpy's stubs give ndarray.real.
+        array = cast("npt.NDArray[np.floating[Any]]", array.real)  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+    if not np.can_cast(array.dtype, out.dtype, "unsafe"):
+        # ml_dtypes has no direct cast between some of its types (float8_e8m0fnu
+        # and the other float8s); each of them widens exactly into float32.
+        with np.errstate(over="ignore", invalid="ignore"):
+            array = array.astype(np.float32)
+    pieces = _parallel.chunks(out, array) if parallel else None
+    if pieces is None:
+        _copy(out, array)
+    else:
+        _parallel.run([functools.partial(_copy, *piece) for piece in pieces])
+
+
+def _copy(out: npt.NDArray[Any], array: npt.NDArray[Any]) -> None:
+    # np.errstate is per thread, so each worker thread sets its own.
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.copyto(out, array, casting="unsafe")
+
+
+def cast_array(array: npt.NDArray[Any], target: DType) -> npt.NDArray[Any]:
+    """New C-contiguous memory holding ``array``'s values as ``target`` (see ``cast_into``)."""
+    assert target.numpy is not None
+    out = np.empty(array.shape, dtype=target.numpy)
+    cast_into(out, array)
+    return out
+
+
+def cast_tensor(tensor: torch.Tensor, target: DType) -> torch.Tensor:
+    """``tensor`` as ``target`` (itself when it already is), C-contiguous, as torch converts."""
+    assert target.torch is not None
+    if tensor.is_complex() and target.kind != "c":
+        # .real is a view, without torch's warning (as in cast_array); copy=True so
+        # the result never aliases the complex input, even where .to() could.
+        return tensor.real.to(dtype=target.torch, memory_format=torch.contiguous_format, copy=True)
+    return tensor.to(dtype=target.torch, memory_format=torch.contiguous_format)
+
+
+def torch_strides_ok(array: npt.NDArray[Any]) -> bool:
+    itemsize = array.itemsize
+    return all(stride >= 0 and stride % itemsize == 0 for stride in array.strides)
+
+
+def writable_native(array: npt.NDArray[Any], source: DType) -> npt.NDArray[Any]:
+    """The array itself when torch may wrap it, else a C-contiguous native copy."""
+    if array.flags.writeable and array.dtype.isnative and torch_strides_ok(array):
+        return array
+    assert source.numpy is not None
+    return np.array(array, dtype=source.numpy, order="C", copy=True)
+
+
+def copy_to_tensor(
+    array: npt.NDArray[Any], source: DType, target: DType, torch_kernel: bool = False
+) -> torch.Tensor:
+    """A new C-contiguous CPU tensor holding ``array``'s values as ``target``.
+
+    ``torch_kernel`` (the plan's word that torch's cast gives NumPy's bits for
+    this pair) lets torch's vectorised, multi-threaded kernel cast wherever
+    torch can wrap the array; otherwise NumPy casts, so values are exactly
+    those of ``ndarray.astype``, and torch casts only into dtypes NumPy lacks
+    (complex32, or bfloat16 and float8 without ml_dtypes).
+    """
+    if (
+        torch_kernel
+        and torch_kernel_safe(array.size)
+        and target.torch is not None
+        and source.bits_numpy is None
+        and array.flags.writeable
+        and array.dtype.isnative
+        and torch_strides_ok(array)
+    ):
+        wrapped = torch.from_numpy(array)  # pyright: ignore[reportUnknownMemberType]
+        return wrapped.to(target.torch, memory_format=torch.contiguous_format)
+    if target.numpy is not None:
+        return share_ndarray(cast_array(array, target), target)
+    assert target.torch is not None
+    if source.torch is None:
+        # longdouble into a torch-only dtype: float64 is the widest type torch reads.
+        array = array.astype(np.complex128 if source.kind == "c" else np.float64)
+        source = from_numpy_dtype(array.dtype)
+    staged = share_ndarray(writable_native(array, source), source)
+    return cast_tensor(staged, target)
+
+
+def share_ndarray(array: npt.NDArray[Any], dtype: DType) -> torch.Tensor:
+    """A tensor over exactly ``array``'s memory (bit views for ml_dtypes types)."""
+    # torch's stubs leave from_numpy's parameter unannotated; numpy's type one
+    # overload of ndarray.view with typing.Self, which pyright cannot resolve under
+    # pythonVersion 3.10.
+    if dtype.bits_numpy is not None:
+        assert dtype.torch is not None
+        return torch.from_numpy(array.view(dtype.bits_numpy)).view(dtype.torch)  # pyright: ignore[reportUnknownMemberType]
+    return torch.from_numpy(array)  # pyright: ignore[reportUnknownMemberType]
+
+
+def cast_cpu_tensor(tensor: torch.Tensor, source: DType, target: DType) -> torch.Tensor:
+    """A CPU tensor as ``target`` (itself when it already is), keeping its autograd graph.
+
+    torch's kernel casts where it gives NumPy's bits (``torch_casts_exactly``);
+    every other pair NumPy knows is cast by NumPy, so values are exactly
+    ``ndarray.astype``'s (torch's CPU cast from float64 to float16, for one,
+    rounds twice), through an autograd Function when the tensor requires grad.
+    Pairs NumPy lacks (complex32; bfloat16 and float8 without ml_dtypes) are
+    cast by torch.
+    """
+    if target is source:
+        return tensor
+    if source.numpy is None or target.numpy is None:
+        return cast_tensor(tensor, target)
+    if torch_casts_exactly(source, target) and torch_kernel_safe(tensor.numel()):
+        return cast_tensor(tensor, target)
+    if tensor.requires_grad and target.kind in "fc":
+        # NumPy's values, and the autograd graph kept (the gradient flows back as
+        # the source dtype). The cast reads the data, not the graph: apply() is
+        # given the tensor and records the backward.
+        apply: Any = _NumpyCast.apply  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+        return cast(torch.Tensor, apply(tensor, source, target))
+    return _numpy_cast(tensor.detach(), source, target)
+
+
+def cast_device_tensor(tensor: torch.Tensor, target: DType) -> torch.Tensor:
+    """A device tensor cast to ``target``, with NumPy's values.
+
+    On the device where torch's kernel gives NumPy's bits; otherwise the tensor
+    visits the host, where NumPy casts, and comes back.
+    """
+    source = from_torch_dtype(tensor.dtype)
+    if target is source:
+        return tensor
+    if torch_casts_exactly(source, target) or source.numpy is None or target.numpy is None:
+        return cast_tensor(tensor, target)
+    # autograd records .cpu() and .to(device); cast_cpu_tensor keeps the graph too.
+    return cast_cpu_tensor(tensor.cpu(), source, target).to(tensor.device)
+
+
+def _numpy_cast(tensor: torch.Tensor, source: DType, target: DType) -> torch.Tensor:
+    host = share_tensor(tensor.resolve_conj().resolve_neg(), source)
+    return share_ndarray(cast_array(host, target), target)
+
+
+class _NumpyCast(torch.autograd.Function):
+    """A CPU cast whose values are NumPy's and whose backward casts the gradient back."""
+
+    @staticmethod
+    def forward(  # pyright: ignore[reportIncompatibleMethodOverride]
+        ctx: Any, tensor: torch.Tensor, source: DType, target: DType
+    ) -> torch.Tensor:
+        ctx.source = source
+        return _numpy_cast(tensor.detach(), source, target)
+
+    @staticmethod
+    def backward(  # pyright: ignore[reportIncompatibleMethodOverride]
+        ctx: Any, grad: torch.Tensor
+    ) -> tuple[torch.Tensor, None, None]:
+        source: DType = ctx.source
+        return cast_tensor(grad, source), None, None
+
+
+def share_tensor(tensor: torch.Tensor, dtype: DType) -> npt.NDArray[Any]:
+    """An array over exactly the CPU tensor's memory (bit views for ml_dtypes types)."""
+    if dtype.bits_torch is not None:
+        assert dtype.numpy is not None
+        # numpy's stubs type one overload of ndarray.view with typing.Self, which
+        # pyright cannot resolve under pythonVersion 3.10.
+        return tensor.view(dtype.bits_torch).numpy().view(dtype.numpy)  # pyright: ignore[reportUnknownMemberType]
+    return tensor.numpy()
+
+
+def read_only_view(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """A view of ``array`` that is read-only and cannot be made writable again.
+
+    Clearing ``flags.writeable`` alone is not enough: NumPy lets a view be made
+    writable again when its ``.base`` is writable. Here the view is built on a
+    read-only memoryview (of the integer bits, for dtypes the buffer protocol
+    cannot describe), so no array in the ``.base`` chain can ever be writable.
+    """
+    if not array.flags.writeable and _base_chain_read_only(array):
+        return array
+    dtype = array.dtype
+    if dtype.isbuiltin != 1 or dtype.kind not in "biufc":  # ml_dtypes types: share the bits
+        bits = np.dtype(f"u{dtype.itemsize}") if dtype.itemsize in (1, 2, 4, 8) else None
+        if bits is None:  # pragma: no cover - every ml_dtypes type is 1 or 2 bytes
+            private: npt.NDArray[Any] = np.array(array, copy=True)
+            private.flags.writeable = False
+            return private
+        # numpy's stubs type one overload of ndarray.view with typing.Self.
+        plain = array.view(bits)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    else:
+        plain = array
+    exporter: Any = plain.reshape(1) if plain.ndim == 0 else plain  # pyright: ignore[reportUnknownMemberType]
+    view: npt.NDArray[Any] = np.asarray(memoryview(exporter).toreadonly())
+    if plain.ndim == 0:
+        view = view.reshape(())  # pyright: ignore[reportUnknownMemberType]
+    view = view.view(dtype)  # pyright: ignore[reportUnknownMemberType]
+    view.flags.writeable = False
+    return view
+
+
+def _base_chain_read_only(array: npt.NDArray[Any]) -> bool:
+    base: object = array
+    while isinstance(base, np.ndarray):
+        if base.flags.writeable:
+            return False
+        base = cast(object, base.base)  # pyright: ignore[reportUnknownMemberType]
+    if base is None:
+        return True  # owns its memory: writable again only by its owner's choice
+    if isinstance(base, memoryview):
+        return base.readonly
+    return False
