@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -23,12 +24,26 @@ def _report(*arguments: str) -> str:
     return done.stdout
 
 
+def _fields(text: str, section: str) -> dict[str, str]:
+    """The "  key   value" lines of one section of the text report, whatever the widths."""
+    lines = text.split(f"\n{section}\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    return dict(line.strip().split(None, 1) for line in lines)
+
+
 def test_report_lists_versions_and_cuda() -> None:
     text = _report()
-    assert f"numpy      {np.__version__}" in text
-    assert f"torch      {torch.__version__}" in text
-    assert "CUDA" in text
-    assert ("available  yes" in text) == torch.cuda.is_available()
+    environment = _fields(text, "Environment")
+    assert environment["numpy"] == np.__version__
+    assert environment["torch"] == str(torch.__version__)  # names the build: +cpu, +cu130
+    cuda = _fields(text, "CUDA")
+    assert cuda["available"].startswith("yes") == torch.cuda.is_available()
+    for index in range(torch.cuda.device_count()):
+        assert cuda[f"cuda:{index}"] == torch.cuda.get_device_name(index)
+
+
+def test_fields_are_read_whatever_the_column_width() -> None:
+    text = "x\n\nEnvironment\n  torch      2.11.0+cu130.dev20260101+long\n  verdict    ok\n\nCUDA\n"
+    assert _fields(text, "Environment")["torch"] == "2.11.0+cu130.dev20260101+long"
 
 
 def test_report_rows_match_real_behaviour() -> None:
@@ -45,10 +60,24 @@ def test_report_has_a_verdict_per_section_and_all_are_ok() -> None:
     verdicts = [line for line in _report().splitlines() if line.strip().startswith("verdict")]
     assert len(verdicts) == 4
     assert all(line.split(None, 1)[1].startswith("ok") for line in verdicts)
+    assert "behave as documented" in verdicts[2]
+    assert "behave as documented" in verdicts[3]
+    assert "promise" not in "\n".join(verdicts)
+
+
+def test_bit_and_sub_byte_dtypes_only_with_all() -> None:
+    text, text_all = _report(), _report("--all")
+    short = {line.split()[0] for line in text.splitlines() if line.startswith("  ")}
+    full = {line.split()[0] for line in text_all.splitlines() if line.startswith("  ")}
+    assert {"torch.int4", "torch.bits8", "torch.uint1", "torch.quint4x2"} <= full - short
+    assert {"float32", "bfloat16", "torch.float8_e4m3fn", "torch.qint8"} <= short
+    assert re.search(r"\(\d+ bit and sub-byte dtypes not shown: --all lists them\)", text)
+    assert "not shown" not in text_all
 
 
 def test_json_report_matches_real_conversions() -> None:
     report = json.loads(_report("--json"))
+    assert report["environment"]["torch"] == str(torch.__version__)
     rows = {row["dtype"]: row for row in report["numpy_to_torch"]["rows"]}
     assert rows["float64"]["default"] == "copies -> torch.float32"
     assert rows["int64"]["default"] == "shares -> torch.int64"
@@ -59,3 +88,6 @@ def test_json_report_matches_real_conversions() -> None:
         for row in report[section]["rows"]:
             assert row["default"] == row["promised_default"], row
             assert row["preserve"] == row["promised_preserve"], row
+    common = {row["dtype"]: row["common"] for row in report["torch_to_numpy"]["rows"]}
+    assert common["torch.int4"] == "no"  # JSON lists every dtype, marked
+    assert common["torch.float16"] == "yes"

@@ -14,9 +14,13 @@ from ._dtypes import FLOAT32 as FLOAT32
 from ._dtypes import PRESERVE as PRESERVE
 from ._dtypes import DtypePolicy as DtypePolicy
 from ._errors import CastingError as CastingError
+from ._errors import InvalidArgumentError as InvalidArgumentError
+from ._errors import InvalidInputError as InvalidInputError
 from ._errors import ShareError as ShareError
 from ._errors import TensorBridgeError as TensorBridgeError
 from ._errors import UnsupportedDtypeError as UnsupportedDtypeError
+from ._like import convert_like as convert_like
+from ._prefetch import prefetch as prefetch
 from ._tree import tree_to_numpy as tree_to_numpy
 from ._tree import tree_to_tensor as tree_to_tensor
 from ._version import __version__ as __version__
@@ -26,11 +30,15 @@ __all__ = [
     "PRESERVE",
     "CastingError",
     "DtypePolicy",
+    "InvalidArgumentError",
+    "InvalidInputError",
     "ShareError",
     "TensorBridgeError",
     "UnsupportedDtypeError",
     "__version__",
     "collate",
+    "convert_like",
+    "prefetch",
     "shares_memory",
     "to_numpy",
     "to_tensor",

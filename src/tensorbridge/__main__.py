@@ -3,11 +3,13 @@
 Every row of the dtype tables comes from really converting a small array or
 tensor with ``to_tensor`` / ``to_numpy`` and looking at the result, so the report
 shows what this installation does, not what a table says it should. Each row is
-then compared with what the contract promises for that dtype; a section whose
-rows all match reads "ok", and the exit code is 0 only when every section does.
+then compared with the documented behaviour for that dtype (a copy, a share or
+an ``UnsupportedDtypeError``); a section whose rows all match reads "ok", and
+the exit code is 0 only when every section does.
 
-    python -m tensorbridge            # the report, as text
-    python -m tensorbridge --json     # the same, as JSON
+    python -m tensorbridge            # the report, common dtypes
+    python -m tensorbridge --all      # also the bit and sub-byte dtypes
+    python -m tensorbridge --json     # everything, as JSON
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import importlib.metadata
 import json
 import platform
+import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -26,12 +29,20 @@ import numpy.typing as npt
 import torch
 
 from . import FLOAT32, PRESERVE, DtypePolicy, __version__, shares_memory, to_numpy, to_tensor
-from ._dtypes import DType, all_dtypes, ml_dtypes_module
+from ._dtypes import DType, all_dtypes, apply_policy, ml_dtypes_module
 from ._errors import TensorBridgeError
 
 __all__ = ["collect", "main", "render"]
 
 Row = dict[str, str]
+
+# Bit and sub-byte dtypes (torch's bits*, int1-int7, uint1-uint7 and packed
+# quantized types, ml_dtypes' float4/float6): shown with --all only.
+_SUB_BYTE = re.compile(r"^(float4|float6)_|\dx\d")
+
+
+def _common(record: DType) -> bool:
+    return record.kind != "x" and not _SUB_BYTE.search(record.name)
 
 
 def _outcome(convert: Callable[[], npt.NDArray[Any] | torch.Tensor], source: object) -> str:
@@ -49,8 +60,8 @@ def _outcome(convert: Callable[[], npt.NDArray[Any] | torch.Tensor], source: obj
 
 
 def _promised(record: DType, policy: DtypePolicy, target_side: str) -> str:
-    """What the contract promises for a small, writable, native array of ``record``."""
-    result = policy.apply(record)
+    """The documented result for a small, writable, native array of ``record``."""
+    result = apply_policy(policy, record)
     available = result.torch if target_side == "torch" else result.numpy
     if available is None:
         return "UnsupportedDtypeError"
@@ -73,6 +84,7 @@ def _numpy_row(record: DType) -> Row:
     array = np.zeros(3, dtype=record.numpy)
     return {
         "dtype": record.name,
+        "common": "yes" if _common(record) else "no",
         "default": _outcome(lambda: to_tensor(array), array),
         "preserve": _outcome(lambda: to_tensor(array, dtype=PRESERVE), array),
         "promised_default": _promised(record, FLOAT32, "torch"),
@@ -83,6 +95,7 @@ def _numpy_row(record: DType) -> Row:
 def _torch_row(record: DType, tensor: torch.Tensor) -> Row:
     return {
         "dtype": str(record.torch),
+        "common": "yes" if _common(record) else "no",
         "default": _outcome(lambda: to_numpy(tensor), tensor),
         "preserve": _outcome(lambda: to_numpy(tensor, dtype=PRESERVE), tensor),
         "promised_default": _promised(record, FLOAT32, "numpy"),
@@ -113,8 +126,12 @@ def _verdict(rows: list[Row]) -> str:
         if (row["default"], row["preserve"]) != (row["promised_default"], row["promised_preserve"])
     ]
     if wrong:
-        return f"PROBLEM: {', '.join(wrong)} did not convert as the contract promises"
-    return f"ok: all {len(rows)} dtypes convert as the contract promises"
+        return f"PROBLEM: {', '.join(wrong)} did not behave as documented"
+    errors = sum(1 for row in rows if "Error" in row["default"] + row["preserve"])
+    return (
+        f"ok: all {len(rows)} dtypes behave as documented; "
+        f"{errors} raise UnsupportedDtypeError under one or both policies"
+    )
 
 
 def collect() -> dict[str, Any]:
@@ -128,7 +145,9 @@ def collect() -> dict[str, Any]:
             "python": sys.version.split()[0],
             "platform": platform.platform(),
             "numpy": importlib.metadata.version("numpy"),
-            "torch": importlib.metadata.version("torch"),
+            # torch.__version__ names the build ("+cpu", "+cu130"); the
+            # package metadata of a PyPI CUDA wheel does not.
+            "torch": str(torch.version.__version__),
             "ml_dtypes": str(getattr(ml_dtypes, "__version__", "installed")) if ml_dtypes else None,
             "verdict": (
                 "ok"
@@ -163,8 +182,12 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str
     return [line.rstrip() for line in lines]
 
 
-def render(report: dict[str, Any]) -> str:
-    """The report as aligned text, a verdict line under each section."""
+def render(report: dict[str, Any], *, everything: bool = False) -> str:
+    """The report as aligned text, a verdict line under each section.
+
+    The dtype tables list the common dtypes; ``everything`` adds the bit and
+    sub-byte ones (the verdicts always cover every dtype).
+    """
     env, cuda = report["environment"], report["cuda"]
     lines = [
         f"tensorbridge {report['tensorbridge']}",
@@ -186,9 +209,13 @@ def render(report: dict[str, Any]) -> str:
         ("torch_to_numpy", "torch -> NumPy (a 3-element CPU tensor of each dtype)", "torch dtype"),
     ):
         section = report[key]
-        rows = [(r["dtype"], r["default"], r["preserve"]) for r in section["rows"]]
+        shown = [r for r in section["rows"] if everything or r["common"] == "yes"]
+        rows = [(r["dtype"], r["default"], r["preserve"]) for r in shown]
         lines += ["", title]
         lines += _table((header, "default (FLOAT32)", "PRESERVE"), rows)
+        if len(shown) < len(section["rows"]):
+            hidden = len(section["rows"]) - len(shown)
+            lines.append(f"  ({hidden} bit and sub-byte dtypes not shown: --all lists them)")
         lines.append(f"  verdict    {section['verdict']}")
     return "\n".join(lines)
 
@@ -206,9 +233,10 @@ def main(argv: list[str] | None = None) -> int:
         description="Environment and capability report; exit code 0 when the install is healthy.",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--all", action="store_true", help="list the bit and sub-byte dtypes too")
     args = parser.parse_args(argv)
     report = collect()
-    print(json.dumps(report, indent=2) if args.json else render(report))
+    print(json.dumps(report, indent=2) if args.json else render(report, everything=args.all))
     return 0 if healthy(report) else 1
 
 
