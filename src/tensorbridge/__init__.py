@@ -21,6 +21,9 @@ from ._errors import TensorBridgeError as TensorBridgeError
 from ._errors import UnsupportedDtypeError as UnsupportedDtypeError
 from ._like import convert_like as convert_like
 from ._prefetch import prefetch as prefetch
+from ._transfer import pinned_memory_budget as pinned_memory_budget
+from ._transfer import pinned_memory_in_use as pinned_memory_in_use
+from ._transfer import set_pinned_memory_budget as set_pinned_memory_budget
 from ._tree import tree_to_numpy as tree_to_numpy
 from ._tree import tree_to_tensor as tree_to_tensor
 from ._version import __version__ as __version__
@@ -38,7 +41,10 @@ __all__ = [
     "__version__",
     "collate",
     "convert_like",
+    "pinned_memory_budget",
+    "pinned_memory_in_use",
     "prefetch",
+    "set_pinned_memory_budget",
     "shares_memory",
     "to_numpy",
     "to_tensor",

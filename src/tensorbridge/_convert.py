@@ -12,9 +12,8 @@ moves (``_device``) in a straight line.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from typing import Any, Final, TypeVar, overload
+from typing import Any, Final, TypeAlias, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +23,7 @@ from . import _transfer
 from ._device import CPU, device_to_host, host_to_device, same_device
 from ._dtypes import (
     FLOAT32,
+    PRESERVE,
     Casting,
     DTypeLike,
     DtypePolicy,
@@ -72,32 +72,75 @@ FLOAT32_KEEPS_NUMPY: Final = frozenset(
     )
 )  # fmt: skip
 
-# The fast paths' memory of earlier plans, keyed by the input's dtype object and
-# the caller's own dtype and casting arguments: SHARE when the result shares
-# memory as it is, a torch dtype when torch's kernel casts it exactly, False when
-# the general path must decide. Filled by the general path; bounded.
+# The fast paths' memory of earlier plans, for the default casting rule. One
+# table per kind of call (ndarray to tensor, tensor to tensor, tensor to
+# NumPy) and per dtype argument, keyed by the input's dtype: SHARE when the
+# result shares memory as it is, a torch dtype when torch's kernel casts it
+# exactly, False when the general path must decide. The tables of FLOAT32 and
+# PRESERVE are found by identity; any other dtype argument by its id, the
+# entry holding the argument itself (so the id cannot be reused while cached).
+# Filled by the general path; bounded.
 _SHARE: Final = True
-_TO_TENSOR: dict[tuple[object, object, object], bool | torch.dtype] = {}
-_TO_NUMPY: dict[tuple[object, object, object], bool | torch.dtype] = {}
-_FAST_ENTRIES: Final = 1024
+Fast: TypeAlias = "dict[object, bool | torch.dtype]"
+_ARRAY_TO_TENSOR: Final = 0
+_TENSOR_TO_TENSOR: Final = 1
+_TENSOR_TO_NUMPY: Final = 2
+_FLOAT32_FAST: Final[tuple[Fast, Fast, Fast]] = ({}, {}, {})
+_PRESERVE_FAST: Final[tuple[Fast, Fast, Fast]] = ({}, {}, {})
+_OTHER_FAST: dict[int, tuple[object, tuple[Fast, Fast, Fast]]] = {}
+_FAST_ENTRIES: Final = 256
 
 
-def _remember(
-    cache: dict[tuple[object, object, object], bool | torch.dtype],
-    key: tuple[object, object, object],
-    value: bool | torch.dtype,
-) -> None:
+def _fast_tables(dtype: object) -> tuple[Fast, Fast, Fast] | None:
+    if dtype is FLOAT32:
+        return _FLOAT32_FAST
+    if dtype is PRESERVE:
+        return _PRESERVE_FAST
+    entry = _OTHER_FAST.get(id(dtype))
+    return entry[1] if entry is not None and entry[0] is dtype else None
+
+
+def array_fast_path(options: Options) -> Fast | None:
+    """The remembered plans ``to_tensor``'s fast path would use for ndarrays under ``options``.
+
+    None when the options take the general path (a device, page-locked memory,
+    copy=True, another casting rule). For trees, which convert many leaves
+    under one set of options.
+    """
+    if (
+        options.device is not None
+        or options.copy is True
+        or options.casting != "same_kind"
+        or options.pin_memory
+        or options.non_blocking
+    ):
+        return None
+    tables = _fast_tables(options.dtype)
+    return None if tables is None else tables[_ARRAY_TO_TENSOR]
+
+
+def _remember(which: int, key: object, options: Options, value: bool | torch.dtype) -> None:
+    """Let a fast path repeat the plan just made for inputs of dtype ``key``."""
+    if options.casting != "same_kind":
+        return
     if value is not _SHARE and value is not False and not torch_kernel_safe(1 << 30):
         value = False  # a forked child with torch threads: the general path picks the kernel
-    if len(cache) >= _FAST_ENTRIES:
-        cache.clear()
-    with contextlib.suppress(TypeError):  # an unhashable dtype argument: no fast path
-        cache[key] = value
+    tables = _fast_tables(options.dtype)
+    if tables is None:
+        if len(_OTHER_FAST) >= _FAST_ENTRIES:
+            _OTHER_FAST.clear()
+        tables = ({}, {}, {})
+        _OTHER_FAST[id(options.dtype)] = (options.dtype, tables)
+    table = tables[which]
+    if len(table) >= _FAST_ENTRIES:
+        table.clear()
+    table[key] = value
 
 
 def _forget() -> None:
-    _TO_TENSOR.clear()
-    _TO_NUMPY.clear()
+    for table in (*_FLOAT32_FAST, *_PRESERVE_FAST):
+        table.clear()
+    _OTHER_FAST.clear()
 
 
 os.register_at_fork(after_in_child=_forget)  # see _kernels.torch_kernel_safe
@@ -164,16 +207,23 @@ def to_tensor(
     if (
         device is None
         and (copy is None or copy is False)
+        and casting == "same_kind"
         and pin_memory is False
         and non_blocking is False
     ):
+        tables = (
+            _FLOAT32_FAST
+            if dtype is FLOAT32
+            else _PRESERVE_FAST
+            if dtype is PRESERVE
+            else _fast_tables(dtype)
+        )
         kind = type(data)
-        if kind is _ndarray:
-            try:
-                fast = _TO_TENSOR.get((data.dtype, dtype, casting))  # type: ignore[attr-defined]
-            except TypeError:
-                fast = None
-            if fast and data.flags.writeable:  # type: ignore[attr-defined]
+        if tables is None:
+            pass
+        elif kind is _ndarray:
+            fast = tables[_ARRAY_TO_TENSOR].get(data.dtype)
+            if fast and data.flags.writeable:
                 try:
                     # torch's stubs leave from_numpy's parameter unannotated.
                     tensor = torch.from_numpy(data)  # pyright: ignore[reportUnknownMemberType, reportArgumentType]
@@ -183,20 +233,20 @@ def to_tensor(
                     if fast is _SHARE:
                         return tensor
                     if copy is None:
+                        # .to(dtype) keeps a C-contiguous layout, and is the cheaper call.
+                        if data.flags.c_contiguous:
+                            return tensor.to(fast)
                         return tensor.to(fast, memory_format=_CONTIGUOUS)
-        elif kind is _Tensor and copy is None:
-            try:
-                fast = _TO_TENSOR.get((data.dtype, dtype, casting))  # type: ignore[attr-defined]
-            except TypeError:
-                fast = None
-            if (
-                fast is _SHARE
-                and data.layout is torch.strided  # type: ignore[attr-defined]
-                and not data.is_meta  # type: ignore[attr-defined]
-                and not data.is_nested  # type: ignore[attr-defined]
-                and not data._is_zerotensor()  # type: ignore[attr-defined]
-            ):
-                return data  # type: ignore[return-value]
+        elif (
+            kind is _Tensor
+            and copy is None
+            and tables[_TENSOR_TO_TENSOR].get(data.dtype) is _SHARE
+            and data.layout is torch.strided
+            and not data.is_meta
+            and not data.is_nested
+            and not data._is_zerotensor()
+        ):
+            return data
     return convert_to_tensor(
         data, tensor_options(dtype, device, copy, casting, pin_memory, non_blocking)
     )
@@ -266,7 +316,7 @@ def _remember_tensor_plan(dtype: np.dtype[Any], options: Options, plan: Plan) ->
         fast = plan.target.torch
     else:
         fast = False
-    _remember(_TO_TENSOR, (dtype, options.dtype, options.casting), fast)
+    _remember(_ARRAY_TO_TENSOR, dtype, options, fast)
 
 
 def _fill(out: torch.Tensor, array: npt.NDArray[Any], plan: Plan | None) -> None:
@@ -317,11 +367,7 @@ def tensor_to_tensor(tensor: torch.Tensor, options: Options) -> torch.Tensor:
     plan = plan_for(from_torch_dtype(tensor.dtype), options, "torch", here, moves_to)
     pin = options.pin_memory and (there or here).type == "cpu" and not tensor.is_pinned()
     if moves_to is None and not options.pin_memory:
-        _remember(
-            _TO_TENSOR,
-            (tensor.dtype, options.dtype, options.casting),
-            _SHARE if not plan.casts else False,
-        )
+        _remember(_TENSOR_TO_TENSOR, tensor.dtype, options, _SHARE if not plan.casts else False)
     if not plan.casts and moves_to is None and not pin:
         if options.copy is True:
             return tensor.clone(memory_format=_CONTIGUOUS)
@@ -422,11 +468,15 @@ def to_numpy(
     >>> tb.to_numpy(torch.ones(2, dtype=torch.float64)).dtype
     dtype('float32')
     """
-    if type(data) is _Tensor and (copy is None or copy is False):
-        try:
-            fast = _TO_NUMPY.get((data.dtype, dtype, casting))
-        except TypeError:
-            fast = None
+    if type(data) is _Tensor and (copy is None or copy is False) and casting == "same_kind":
+        tables = (
+            _FLOAT32_FAST
+            if dtype is FLOAT32
+            else _PRESERVE_FAST
+            if dtype is PRESERVE
+            else _fast_tables(dtype)
+        )
+        fast = None if tables is None else tables[_TENSOR_TO_NUMPY].get(data.dtype)
         if fast and not data._is_zerotensor():
             try:
                 if fast is _SHARE:
@@ -482,7 +532,7 @@ def tensor_to_numpy(tensor: torch.Tensor, options: Options) -> npt.NDArray[Any]:
             fast = plan.target.torch
         else:
             fast = False
-        _remember(_TO_NUMPY, (tensor.dtype, options.dtype, options.casting), fast)
+        _remember(_TENSOR_TO_NUMPY, tensor.dtype, options, fast)
     reason = plan.blocker
     if reason is None and tensor.is_conj():
         reason = "the tensor has its conjugate bit set (a lazy .conj() view NumPy cannot express)"

@@ -468,6 +468,8 @@ class DtypePolicy:
     unsigned: DTypeLike | None = None
     bool: DTypeLike | None = None
     _by_kind: dict[str, DType] = dataclasses.field(init=False, repr=False, compare=False)
+    # Policies key the plan caches on every call: the hash is computed once.
+    _hash: int = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_kind: dict[str, DType] = {}
@@ -483,9 +485,11 @@ class DtypePolicy:
                 )
             by_kind[kind] = record
         object.__setattr__(self, "_by_kind", by_kind)
+        key = tuple(by_kind.get(kind) for _, kind in _POLICY_FIELDS)
+        object.__setattr__(self, "_hash", hash((DtypePolicy, key)))
 
     def __hash__(self) -> int:
-        return hash((type(self), *(self._by_kind.get(kind) for _, kind in _POLICY_FIELDS)))
+        return self._hash
 
     def __eq__(self, other: object) -> builtins.bool:
         if not isinstance(other, DtypePolicy):

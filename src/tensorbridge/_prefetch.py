@@ -26,6 +26,7 @@ import numpy.typing as npt
 import torch
 
 from ._dtypes import FLOAT32, Casting, DTypeLike, DtypePolicy
+from ._paths import LeafDtypes
 from ._errors import InvalidArgumentError, InvalidInputError
 from ._plan import tensor_options
 from ._tree import tree_to_tensor
@@ -210,7 +211,7 @@ def prefetch(
     /,
     *,
     device: str | torch.device | int | None,
-    dtype: DTypeLike | DtypePolicy = ...,
+    dtype: DTypeLike | DtypePolicy | LeafDtypes = ...,
     copy: bool | None = ...,
     casting: Casting = ...,
     pin_memory: bool = ...,
@@ -222,7 +223,7 @@ def prefetch(
     /,
     *,
     device: str | torch.device | int | None,
-    dtype: DTypeLike | DtypePolicy = ...,
+    dtype: DTypeLike | DtypePolicy | LeafDtypes = ...,
     copy: bool | None = ...,
     casting: Casting = ...,
     pin_memory: bool = ...,
@@ -234,7 +235,7 @@ def prefetch(
     /,
     *,
     device: str | torch.device | int | None,
-    dtype: DTypeLike | DtypePolicy = ...,
+    dtype: DTypeLike | DtypePolicy | LeafDtypes = ...,
     copy: bool | None = ...,
     casting: Casting = ...,
     pin_memory: bool = ...,
@@ -246,7 +247,7 @@ def prefetch(
     /,
     *,
     device: str | torch.device | int | None,
-    dtype: DTypeLike | DtypePolicy = ...,
+    dtype: DTypeLike | DtypePolicy | LeafDtypes = ...,
     copy: bool | None = ...,
     casting: Casting = ...,
     pin_memory: bool = ...,
@@ -258,7 +259,7 @@ def prefetch(
     /,
     *,
     device: str | torch.device | int | None,
-    dtype: DTypeLike | DtypePolicy = ...,
+    dtype: DTypeLike | DtypePolicy | LeafDtypes = ...,
     copy: bool | None = ...,
     casting: Casting = ...,
     pin_memory: bool = ...,
@@ -270,7 +271,7 @@ def prefetch(
     /,
     *,
     device: str | torch.device | int | None,
-    dtype: DTypeLike | DtypePolicy = ...,
+    dtype: DTypeLike | DtypePolicy | LeafDtypes = ...,
     copy: bool | None = ...,
     casting: Casting = ...,
     pin_memory: bool = ...,
@@ -281,7 +282,7 @@ def prefetch(
     /,
     *,
     device: str | torch.device | int | None,
-    dtype: DTypeLike | DtypePolicy = FLOAT32,
+    dtype: DTypeLike | DtypePolicy | LeafDtypes = FLOAT32,
     copy: bool | None = None,
     casting: Casting = "same_kind",
     pin_memory: bool = False,
@@ -307,7 +308,7 @@ def prefetch(
     Args:
         batches: any iterable of batches: a ``DataLoader``, a generator, a list.
         device: where every batch goes, as for ``tree_to_tensor``.
-        dtype: a policy or dtype, as for ``tree_to_tensor``.
+        dtype: a policy or dtype, or per-leaf dtypes, as for ``tree_to_tensor``.
         copy: as for ``tree_to_tensor`` (a copy to a GPU always copies).
         casting: NumPy's casting rule, checked for every leaf's dtype change.
         pin_memory: stage host data in new page-locked memory before each copy,

@@ -149,7 +149,8 @@ def pinned_memory_budget() -> int:
     the page-locked memory held by results of device-to-host copies that are
     still alive. The default is 256 MB per process.
 
-    >>> pinned_memory_budget() >= 0
+    >>> import tensorbridge as tb  # the public names
+    >>> tb.pinned_memory_budget() >= 0
     True
     """
     return _budget.budget
@@ -161,7 +162,8 @@ def pinned_memory_in_use() -> int:
     A result's page-locked block is counted as torch's host allocator sizes it
     (the next power of two) until the last array or tensor over it is gone.
 
-    >>> 0 <= pinned_memory_in_use() <= max(pinned_memory_budget(), pinned_memory_in_use())
+    >>> import tensorbridge as tb  # the public names
+    >>> tb.pinned_memory_in_use() >= 0
     True
     """
     return _budget.held
@@ -188,11 +190,12 @@ def set_pinned_memory_budget(nbytes: int, *, staging_bytes: int | None = None) -
         InvalidArgumentError: a value is not a non-negative int, or the ring
             does not fit in the budget.
 
-    >>> old = pinned_memory_budget()
-    >>> set_pinned_memory_budget(64 << 20)
-    >>> pinned_memory_budget()
+    >>> import tensorbridge as tb  # the public names
+    >>> old = tb.pinned_memory_budget()
+    >>> tb.set_pinned_memory_budget(64 << 20)
+    >>> tb.pinned_memory_budget()
     67108864
-    >>> set_pinned_memory_budget(old)
+    >>> tb.set_pinned_memory_budget(old)
     """
     budget = _check_bytes("nbytes", nbytes)
     staging = (

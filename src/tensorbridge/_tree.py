@@ -19,7 +19,7 @@ import numpy.typing as npt
 import torch
 
 from ._convert import (
-    FLOAT32_KEEPS_NUMPY,
+    array_fast_path,
     array_to_numpy,
     array_to_tensor,
     convert_to_numpy,
@@ -356,24 +356,29 @@ def walk_tree(tree: object, leaf: Leaf, dtypes: DtypeTree | None = None) -> obje
 
 
 def _tensor_leaf(options: Options) -> Leaf:
-    # The common leaf under the default options: an ndarray the policy keeps and
-    # torch can wrap as it is (the same test as to_tensor's own fast path).
-    fast = (
-        options.policy is FLOAT32
-        and options.device is None
-        and options.copy is not True
-        and not options.pin_memory
-    )
-    scalars_fast = fast and options.copy is None  # copy=False must raise for scalars
+    # The common leaf: an ndarray whose plan to_tensor's fast path remembers (a
+    # share, or a cast torch's kernel does exactly), handled as to_tensor does.
+    remembered = array_fast_path(options)
+    copy_none = options.copy is None
 
     def convert(value: object) -> object:
         if type(value) is np.ndarray:
-            if fast and value.dtype in FLOAT32_KEEPS_NUMPY and value.flags.writeable:
-                try:
-                    # torch's stubs leave from_numpy's parameter unannotated.
-                    return torch.from_numpy(value)  # pyright: ignore[reportUnknownMemberType]
-                except ValueError:
-                    pass
+            if remembered is not None:
+                fast = remembered.get(value.dtype)
+                if fast and value.flags.writeable:
+                    try:
+                        # torch's stubs leave from_numpy's parameter unannotated.
+                        tensor = torch.from_numpy(value)  # pyright: ignore[reportUnknownMemberType]
+                    except ValueError:
+                        pass
+                    else:
+                        if fast is True:
+                            return tensor
+                        if copy_none:
+                            # .to(dtype) keeps a C-contiguous layout, and is the cheaper call.
+                            if value.flags.c_contiguous:
+                                return tensor.to(fast)
+                            return tensor.to(fast, memory_format=torch.contiguous_format)
             return array_to_tensor(value, options, None, False)
         if isinstance(value, torch.Tensor):
             return tensor_to_tensor(value, options)
@@ -383,7 +388,7 @@ def _tensor_leaf(options: Options) -> Leaf:
             return convert_to_tensor(cast(object, value), options)
         assert isinstance(value, np.generic)
         scalar = np.asarray(cast(object, value))  # a fresh 0-d array
-        if scalars_fast and scalar.dtype in FLOAT32_KEEPS_NUMPY:
+        if copy_none and remembered is not None and remembered.get(scalar.dtype) is True:
             return torch.from_numpy(scalar)  # pyright: ignore[reportUnknownMemberType]
         return array_to_tensor(scalar, options, _SCALAR_REASON, True)
 
