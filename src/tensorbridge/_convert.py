@@ -19,7 +19,6 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from . import _transfer
 from ._device import CPU, device_to_host, host_to_device, same_device
 from ._dtypes import (
     FLOAT32,
@@ -53,6 +52,7 @@ from ._plan import (
     share_error,
     tensor_options,
 )
+from ._transfer import stage_to_device
 
 __all__ = ["shares_memory", "to_numpy", "to_tensor"]
 
@@ -81,7 +81,7 @@ FLOAT32_KEEPS_NUMPY: Final = frozenset(
 # entry holding the argument itself (so the id cannot be reused while cached).
 # Filled by the general path; bounded.
 _SHARE: Final = True
-Fast: TypeAlias = "dict[object, bool | torch.dtype]"
+Fast: TypeAlias = dict[object, "bool | torch.dtype"]
 _ARRAY_TO_TENSOR: Final = 0
 _TENSOR_TO_TENSOR: Final = 1
 _TENSOR_TO_NUMPY: Final = 2
@@ -129,8 +129,9 @@ def _remember(which: int, key: object, options: Options, value: bool | torch.dty
     if tables is None:
         if len(_OTHER_FAST) >= _FAST_ENTRIES:
             _OTHER_FAST.clear()
-        tables = ({}, {}, {})
-        _OTHER_FAST[id(options.dtype)] = (options.dtype, tables)
+        new: tuple[Fast, Fast, Fast] = ({}, {}, {})
+        _OTHER_FAST[id(options.dtype)] = (options.dtype, new)
+        tables = new
     table = tables[which]
     if len(table) >= _FAST_ENTRIES:
         table.clear()
@@ -218,10 +219,9 @@ def to_tensor(
             if dtype is PRESERVE
             else _fast_tables(dtype)
         )
-        kind = type(data)
         if tables is None:
             pass
-        elif kind is _ndarray:
+        elif type(data) is np.ndarray:
             fast = tables[_ARRAY_TO_TENSOR].get(data.dtype)
             if fast and data.flags.writeable:
                 try:
@@ -238,7 +238,7 @@ def to_tensor(
                             return tensor.to(fast)
                         return tensor.to(fast, memory_format=_CONTIGUOUS)
         elif (
-            kind is _Tensor
+            type(data) is torch.Tensor
             and copy is None
             and tables[_TENSOR_TO_TENSOR].get(data.dtype) is _SHARE
             and data.layout is torch.strided
@@ -296,7 +296,7 @@ def array_to_tensor(
         _fill(staged, array, plan if bus is plan.target else None)
         moved = host_to_device(staged, moves_to, non_blocking=options.non_blocking)
     elif bus.numpy is not None:
-        moved = _transfer.stage_to_device(array, bus, moves_to, non_blocking=options.non_blocking)
+        moved = stage_to_device(array, bus, moves_to, non_blocking=options.non_blocking)
     else:  # complex32, or bfloat16/float8 without ml_dtypes: torch casts on the host
         staged = copy_to_tensor(array, plan.source, bus, plan.torch_kernel)
         moved = host_to_device(staged, moves_to, non_blocking=options.non_blocking)

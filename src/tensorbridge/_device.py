@@ -6,8 +6,8 @@ from typing import Final, TypeAlias, cast
 
 import torch
 
-from . import _transfer
 from ._errors import InvalidArgumentError
+from ._transfer import DIRECT_BYTES, RING_BYTES, tensor_to_device, tensor_to_host
 
 __all__ = [
     "CPU",
@@ -114,7 +114,7 @@ def host_to_device(
 ) -> torch.Tensor:
     """Copy a CPU tensor to ``device``, C-contiguous, with torch's ``non_blocking``.
 
-    Below ``_transfer.RING_BYTES``, and for page-locked memory, this is the
+    Below ``RING_BYTES``, and for page-locked memory, this is the
     plain ``.to(device, non_blocking=...)``: under ``non_blocking=True`` a
     page-locked source (the caller's, as from ``DataLoader(pin_memory=True)``)
     may still be read after the return, so the caller must not write it until
@@ -124,20 +124,20 @@ def host_to_device(
     result. ``ours`` is accepted for older call sites and changes nothing.
     """
     del ours
-    if host.numel() * host.element_size() < _transfer.RING_BYTES and host.is_contiguous():
+    if host.numel() * host.element_size() < RING_BYTES and host.is_contiguous():
         return host.to(device, non_blocking=non_blocking)
-    return _transfer.tensor_to_device(host, device, non_blocking=non_blocking)
+    return tensor_to_device(host, device, non_blocking=non_blocking)
 
 
 def device_to_host(tensor: torch.Tensor) -> torch.Tensor:
     """A C-contiguous CPU copy of a device tensor, final when this returns.
 
     Small tensors take the plain ``.to("cpu")``; large CUDA tensors go through
-    ``_transfer.tensor_to_host``: a page-locked result within the page-locked
+    ``tensor_to_host``: a page-locked result within the page-locked
     memory budget, else a pageable one through the staging ring.
     """
-    if tensor.numel() * tensor.element_size() < _transfer.DIRECT_BYTES and tensor.is_contiguous():
+    if tensor.numel() * tensor.element_size() < DIRECT_BYTES and tensor.is_contiguous():
         return tensor.cpu()
     if tensor.device.type == "cuda":
-        return _transfer.tensor_to_host(tensor)
+        return tensor_to_host(tensor)
     return tensor.to(CPU, memory_format=torch.contiguous_format)

@@ -26,8 +26,8 @@ import numpy.typing as npt
 import torch
 
 from ._dtypes import FLOAT32, Casting, DTypeLike, DtypePolicy
-from ._paths import LeafDtypes
 from ._errors import InvalidArgumentError, InvalidInputError
+from ._paths import LeafDtypes
 from ._plan import tensor_options
 from ._tree import tree_to_tensor
 
