@@ -53,7 +53,8 @@ from ._kernels import (
     torch_strides_ok,
 )
 from ._paths import DtypeTree, Field, LeafDtypes, format_path
-from ._plan import Options, plan_for, tensor_options
+from ._plan import Options, Plan, plan_for, tensor_options
+from ._transfer import batch_transfer, open_batch
 from ._tree import check_used, per_leaf, rebuild_list, rebuild_mapping, recursion_error
 
 __all__ = ["collate"]
@@ -128,7 +129,8 @@ def collate(
     if len(samples) == 0:
         raise InvalidArgumentError("collate received no samples; a batch needs at least one")
     try:
-        batch = _collate(list(samples), options, (), dtypes)
+        with batch_transfer(options.device, options.non_blocking):
+            batch = _collate(list(samples), options, (), dtypes)
     except RecursionError:
         # A sample that contains itself, or one nested deeper than the stack allows.
         trees = [(f"collate: in sample {index}, ", sample) for index, sample in enumerate(samples)]
@@ -299,7 +301,8 @@ def _stack_arrays(leaves: list[Any], options: Options, path: tuple[object, ...])
     # Stacked straight into the dtype that crosses the bus (the result dtype when
     # the batch stays here): one pass over the samples, no per-sample tensors.
     carried = plan.bus if moves_to is not None else plan.target
-    batch = _new_batch((len(arrays), *shape), carried, options)
+    placed = None if moves_to is None else _place((len(arrays), *shape), carried, plan, options)
+    batch = placed[0] if placed is not None else _new_batch((len(arrays), *shape), carried, options)
     if carried.numpy is not None:
         _stack_into(share_tensor(batch, carried), arrays)
     else:
@@ -308,8 +311,19 @@ def _stack_arrays(leaves: list[Any], options: Options, path: tuple[object, ...])
             slot.copy_(copy_to_tensor(array, from_numpy_dtype(array.dtype), carried))
     if moves_to is None:
         return batch
+    if placed is not None:
+        return placed[1]  # finished on the device when the whole batch is sent
     moved = host_to_device(batch, moves_to, non_blocking=options.non_blocking)
     return cast_tensor(moved, plan.target)
+
+
+def _place(
+    shape: tuple[int, ...], carried: DType, plan: Plan, options: Options
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """This leaf's slot in the batch's single transfer, if one is open and has room."""
+    assert options.device is not None
+    batch = open_batch(options.device)
+    return None if batch is None else batch.place(shape, carried, plan.target)
 
 
 def _stack_into(view: npt.NDArray[Any], arrays: list[npt.NDArray[Any]]) -> None:
@@ -324,7 +338,7 @@ def _stack_into(view: npt.NDArray[Any], arrays: list[npt.NDArray[Any]]) -> None:
     if target.isbuiltin == 1 and all(
         array.dtype == target  # so native byte order too
         and array.flags.writeable
-        and (array.flags.c_contiguous or torch_strides_ok(array))
+        and torch_strides_ok(array)
         for array in arrays
     ):
         # torch's stubs leave from_numpy's parameter unannotated.
@@ -469,12 +483,16 @@ def _stack_tensors(
     if torch.is_grad_enabled() and any(leaf.requires_grad for leaf in leaves):
         return _stack_with_graph(leaves, source, options)
     carried = plan.bus if moves_to is not None else target
+    placed: tuple[torch.Tensor, torch.Tensor] | None = None
     if here.type != "cpu":
         # On a device: stack there (one kernel), then cast with NumPy's values.
         stacked = torch.stack([leaf.to(source.torch) for leaf in leaves])
         batch = cast_device_tensor(stacked, carried)
     else:
-        batch = _new_batch((len(leaves), *shape), carried, options)
+        placed = None if moves_to is None else _place((len(leaves), *shape), carried, plan, options)
+        batch = (
+            placed[0] if placed is not None else _new_batch((len(leaves), *shape), carried, options)
+        )
         if distinct == {carried}:
             torch.stack(leaves, 0, out=batch)  # no dtype change: a copy, as default_collate's
         elif carried.numpy is not None and all(each.numpy is not None for each in distinct):
@@ -491,6 +509,8 @@ def _stack_tensors(
     if moves_to is None:
         return batch
     if here.type == "cpu":
+        if placed is not None:
+            return placed[1]  # finished on the device when the whole batch is sent
         moved = host_to_device(batch, moves_to, non_blocking=options.non_blocking)
         return cast_tensor(moved, target)
     if moves_to.type == "cpu":

@@ -52,7 +52,7 @@ from ._plan import (
     share_error,
     tensor_options,
 )
-from ._transfer import stage_to_device
+from ._transfer import open_batch, stage_to_device
 
 __all__ = ["shares_memory", "to_numpy", "to_tensor"]
 
@@ -291,6 +291,16 @@ def array_to_tensor(
     # To a device. The bus carries the plan's dtype: an exact widening crosses
     # narrow and runs on the device; any other cast runs here, into the staging.
     bus = plan.bus
+    batch = open_batch(moves_to)
+    if batch is not None:  # a leaf of a batch going over in one copy (collate, trees)
+        placed = batch.place(array.shape, bus, plan.target)
+        if placed is not None:
+            host, result = placed
+            _fill(host, array, plan if bus is plan.target else None)
+            return result
+        staged = copy_to_tensor(array, plan.source, bus, plan.torch_kernel)
+        moved = staged.to(moves_to, non_blocking=options.non_blocking)  # the ring is the batch's
+        return cast_tensor(moved, plan.target)
     if options.pin_memory:
         staged = torch.empty(array.shape, dtype=bus.torch, pin_memory=True)
         _fill(staged, array, plan if bus is plan.target else None)
@@ -386,6 +396,14 @@ def tensor_to_tensor(tensor: torch.Tensor, options: Options) -> torch.Tensor:
     if here.type == "cpu":
         # Host to device: the cast runs before or after the bus as the plan says.
         staged = cast_cpu_tensor(tensor, plan.source, plan.bus)
+        batch = open_batch(moves_to)
+        if batch is not None and not staged.requires_grad:
+            placed = batch.place(tuple(staged.shape), plan.bus, plan.target)
+            if placed is not None:
+                placed[0].copy_(staged)
+                return placed[1]
+            moved = staged.to(moves_to, non_blocking=options.non_blocking)
+            return cast_tensor(moved, plan.target)
         if options.pin_memory and not staged.is_pinned():
             staged = staged.pin_memory()
         moved = host_to_device(staged, moves_to, non_blocking=options.non_blocking)

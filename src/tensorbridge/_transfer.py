@@ -32,7 +32,7 @@ import functools
 import math
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Final, Protocol, cast
 
@@ -720,3 +720,106 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# --------------------------------------------------------------------------- #
+# Whole batches: one host-to-device copy for every leaf
+# --------------------------------------------------------------------------- #
+
+_ALIGN: Final = 256  # bytes between leaves in the staging block (CUDA's alignment)
+_batches = threading.local()
+
+
+class BatchTransfer:
+    """Every leaf of one batch staged into one page-locked block, sent in one copy.
+
+    ``collate`` and ``tree_to_tensor`` going to a GPU open one for the batch
+    (``batch_transfer``); each leaf then asks ``place`` for its host slot (in
+    the dtype that crosses the bus) and receives the device tensor it becomes.
+    ``send`` copies the used part of the block to the device in one DMA and
+    finishes each leaf there (a view of the copy, or its exact widening). The
+    block is the device's staging ring, locked for the batch: no page-locked
+    memory beyond the budget. A batch larger than the ring places what fits;
+    the rest of its leaves take the per-leaf path.
+    """
+
+    def __init__(self, device: torch.device, non_blocking: bool) -> None:
+        self.device = device
+        self.non_blocking = non_blocking
+        self.ring = _ring(device) if device.type == "cuda" else None
+        self.used = 0
+        self.leaves: list[tuple[int, int, torch.dtype, tuple[int, ...], torch.Tensor]] = []
+        self.block: torch.Tensor | None = None
+        if self.ring is not None:
+            self.ring.lock.acquire()
+            self.ring.drain()  # no earlier DMA still reads the block
+            storage = self.ring.slots[0].untyped_storage()
+            self.block = torch.empty(0, dtype=torch.uint8).set_(storage)
+
+    def place(
+        self, shape: tuple[int, ...], bus: DType, target: DType
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(a page-locked host tensor to fill as ``bus``, the device result as ``target``)."""
+        if self.block is None or bus.torch is None or target.torch is None:
+            return None
+        count = math.prod(shape)
+        nbytes = count * bus.itemsize
+        start = -(-self.used // _ALIGN) * _ALIGN
+        if start + nbytes > self.block.numel():
+            return None
+        host = self.block[start : start + nbytes].view(bus.torch).view(shape)
+        result = torch.empty(shape, dtype=target.torch, device=self.device)
+        self.leaves.append((start, nbytes, bus.torch, shape, result))
+        self.used = start + nbytes
+        return host, result
+
+    def send(self) -> None:
+        """One DMA of every placed leaf, then each finished on the device; unlocks the block."""
+        ring, block = self.ring, self.block
+        if ring is None or block is None:
+            return
+        try:
+            if self.leaves:
+                staged = torch.empty(self.used, dtype=torch.uint8, device=self.device)
+                staged.copy_(block[: self.used], non_blocking=True)
+                for start, nbytes, bus, shape, result in self.leaves:
+                    result.copy_(staged[start : start + nbytes].view(bus).view(shape))
+                # Each chunk's event now guards the block: the next user waits for this DMA.
+                stream = torch.cuda.current_stream(self.device)
+                for event in ring.events:
+                    event.record(stream)
+                if not self.non_blocking:
+                    ring.events[-1].synchronize()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.ring is not None and self.block is not None:
+            self.block = None
+            self.ring.lock.release()
+
+
+@contextlib.contextmanager
+def batch_transfer(device: torch.device | None, non_blocking: bool) -> Generator[None]:
+    """Within the block, host leaves going to ``device`` cross the bus in one copy."""
+    if device is None or device.type != "cuda" or getattr(_batches, "open", None) is not None:
+        yield
+        return
+    batch = BatchTransfer(device, non_blocking)
+    _batches.open = batch
+    try:
+        yield
+    except BaseException:
+        batch.close()
+        raise
+    finally:
+        _batches.open = None
+    batch.send()
+
+
+def open_batch(device: torch.device) -> BatchTransfer | None:
+    """The batch being collected for ``device`` on this thread, if any."""
+    batch: BatchTransfer | None = getattr(_batches, "open", None)
+    if batch is None or batch.block is None or batch.device != device:
+        return None
+    return batch

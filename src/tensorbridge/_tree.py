@@ -27,10 +27,12 @@ from ._convert import (
     tensor_to_numpy,
     tensor_to_tensor,
 )
+from ._device import parse_device
 from ._dtypes import FLOAT32, Casting, DTypeLike, DtypePolicy
 from ._errors import InvalidArgumentError, InvalidInputError, TensorBridgeError
 from ._paths import DtypeTree, Field, LeafDtypes, format_path
 from ._plan import Options, numpy_options, tensor_options
+from ._transfer import batch_transfer
 
 __all__ = [
     "format_path",
@@ -517,7 +519,9 @@ def tree_to_tensor(
             tensor_options(each, device, copy, casting, pin_memory, non_blocking)
         ),
     )
-    result = walk_tree(tree, leaf, dtypes)
+    # Every host leaf going to a GPU crosses the bus in one copy with the others.
+    with batch_transfer(parse_device(device), non_blocking is True):
+        result = walk_tree(tree, leaf, dtypes)
     check_used(dtypes, "tree_to_tensor")
     return result
 
