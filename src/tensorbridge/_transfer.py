@@ -236,7 +236,14 @@ def _check_bytes(name: str, value: object) -> int:
 
 
 def _ring(device: torch.device) -> _Ring | None:
-    """The staging ring of a CUDA device, made on first use; None where it does not fit."""
+    """The staging ring of a CUDA device, made on first use; None where it does not fit.
+
+    None too while this thread's open batch (``batch_transfer``) holds the ring:
+    a leaf that did not fit in the batch then takes the plain copy.
+    """
+    batch: BatchTransfer | None = getattr(_batches, "open", None)
+    if batch is not None and batch.block is not None:
+        return None
     # The cast: torch's stubs type device.index as int, but "cuda" alone has None.
     given = cast("int | None", device.index)
     index = torch.cuda.current_device() if given is None else given
