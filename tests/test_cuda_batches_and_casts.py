@@ -37,7 +37,10 @@ def _values(name: str, size: int = 4096) -> npt.NDArray[Any]:
     values = rng.standard_normal(size) * 100
     values[:8] = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.5, 2.5, 65519.99]
     if dtype.kind == "c":
-        return (values + 1j * values[::-1]).astype(dtype)
+        complex_values = np.empty(size, dtype=dtype)
+        complex_values.real = values
+        complex_values.imag = values[::-1]
+        return complex_values
     return values.astype(dtype)
 
 

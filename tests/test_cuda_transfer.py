@@ -399,3 +399,14 @@ def test_small_calls_take_the_plain_path():
     )
     S.assert_same_bits(t.cpu().numpy(), a.astype(np.float32))
     assert _device.device_to_host(t).tolist() == list(range(16))
+
+
+def test_staging_wraps_only_arrays_torch_can_wrap():
+    # NumPy calls any array of one element contiguous, whatever its strides; a
+    # reversed one still cannot be wrapped by torch (found on an H100 run).
+    for array in (
+        np.array([False, True])[::-1][:1],
+        np.arange(3, dtype=np.float32).reshape(1, 3)[::-1],
+    ):
+        host = _transfer._host_tensor(array, from_numpy_dtype(array.dtype))
+        np.testing.assert_array_equal(host.numpy(), array)

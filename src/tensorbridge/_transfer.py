@@ -42,7 +42,7 @@ import torch
 
 from ._dtypes import DType, from_torch_dtype
 from ._errors import InvalidArgumentError
-from ._kernels import cast_into
+from ._kernels import cast_into, torch_strides_ok
 from ._parallel import threads
 
 __all__ = [
@@ -499,6 +499,7 @@ def _host_tensor(array: npt.NDArray[Any], bus: DType) -> torch.Tensor:
     if not (
         array.dtype == dtype
         and array.flags.c_contiguous
+        and torch_strides_ok(array)  # NumPy calls a 1-element array contiguous, any strides
         and array.flags.writeable
         and array.dtype.isnative
     ):
