@@ -578,6 +578,13 @@ def test_buffer_handing_objects_share(wrap):
     a = np.arange(8, dtype=np.float32)
     t = tb.to_tensor(wrap(a))
     assert t.dtype == torch.float32
+    if wrap is _DLPackOnly and int(np.__version__.split(".")[0]) < 2:
+        # Contract 6: NumPy 1 cannot read a DLPack producer's read-only flag, so
+        # the memory counts as read-only: copied, and copy=False raises.
+        assert_independent(a, t)
+        with pytest.raises(tb.ShareError):
+            tb.to_tensor(wrap(a), copy=False)
+        return
     assert_shares(a, t)
     t2 = tb.to_tensor(wrap(a), copy=True)
     assert_independent(a, t2)

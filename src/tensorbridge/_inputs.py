@@ -183,7 +183,7 @@ def _python_scalar(value: bool | int | float | complex) -> npt.NDArray[Any]:
         return np.array(value, dtype=np.bool_)
     if isinstance(value, int):
         if not -(2**63) <= value < 2**63:
-            raise InvalidArgumentError(
+            raise InvalidInputError(
                 f"the Python int {value} does not fit int64, the dtype Python ints become; "
                 "pass an ndarray with the dtype you want (uint64, float64, object...)"
             )
@@ -201,7 +201,7 @@ def sequence_to_array(data: Sequence[Any], function: str) -> npt.NDArray[Any]:
     if not isinstance(_first_leaf(data, MAX_DEPTH + 1), _NOT_NESTING):
         # The first element, MAX_DEPTH levels down, is still a sequence: a sequence that
         # contains itself, whose conversion would never end (NumPy walks every branch).
-        raise InvalidArgumentError(
+        raise InvalidInputError(
             f"{function} received a {type(data).__name__} nested more than {MAX_DEPTH} levels "
             "deep (a sequence that contains itself, or whose __getitem__ returns itself?); "
             "arrays have at most 64 dimensions, so pass rectangular nested lists of numbers"
@@ -209,25 +209,25 @@ def sequence_to_array(data: Sequence[Any], function: str) -> npt.NDArray[Any]:
     try:
         array = np.array(data)
     except (ValueError, TypeError, RuntimeError, OverflowError, KeyError, IndexError) as error:
-        raise InvalidArgumentError(
+        raise InvalidInputError(
             f"{function} could not turn the {type(data).__name__} into an array "
             f"({short_message(error)}); nested sequences must be rectangular, not "
             "self-referencing, and hold only numbers"
         ) from None
     if array.dtype.kind in "fO" and array.size and _only_python_ints(data, array):
-        raise InvalidArgumentError(
+        raise InvalidInputError(
             f"the {type(data).__name__} holds only integers, and no integer dtype holds all "
             "of them (int64 stops at 2**63-1, uint64 has no negatives); pass an ndarray with "
             "the dtype you want (float64 or object), or split the values"
         )
     if array.dtype.kind not in "biufc":
-        raise InvalidArgumentError(
+        raise InvalidInputError(
             f"{function} turned the {type(data).__name__} into an array of dtype "
             f"{array.dtype}, which is not numeric; nested sequences must be rectangular "
             "(not ragged) and hold only numbers"
         )
     if array.dtype == np.uint64 and array.size and array.max() >= 2**63:
-        raise InvalidArgumentError(
+        raise InvalidInputError(
             f"the {type(data).__name__} holds integers above 2**63-1, which do not fit int64, "
             "the dtype Python ints become; pass an ndarray with dtype=np.uint64 instead"
         )
@@ -319,7 +319,12 @@ def _from_dlpack(data: Any, function: str) -> torch.Tensor | npt.NDArray[Any]:
         )
     try:
         if device_type == _KDL_CPU and _NUMPY_KEEPS_READ_ONLY_FLAG:
-            return _read_only_unless_flagged(data)
+            try:
+                return _read_only_unless_flagged(data)
+            except (BufferError, RuntimeError, TypeError):
+                # A dtype NumPy's importer lacks (bfloat16, float8): torch imports
+                # it, and the memory counts as read-only, as below.
+                pass
         if device_type in _KDL_HOST:
             tensor = _torch_from_dlpack(data)
             if tensor.device.type == "cpu":
