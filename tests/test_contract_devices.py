@@ -271,3 +271,15 @@ def test_cuda_bfloat16_round_trip_under_preserve():
     assert g.device.type == "cuda"
     out = tb.to_numpy(g, dtype=tb.PRESERVE)
     np.testing.assert_array_equal(out.view(np.uint16), raw)
+
+
+def test_remembered_devices_still_refuse_lookalike_values():
+    # parse_device remembers devices that name an index; a bool that equals an
+    # index (True == 1, False == 0) must still be refused, before and after.
+    a = np.arange(3, dtype=np.float32)
+    for _ in range(2):
+        assert tb.to_tensor(a, device="cpu").device.type == "cpu"
+        assert tb.to_tensor(a, device=torch.device("cpu")).device.type == "cpu"
+        for bad in (True, False, 1.0):
+            with pytest.raises(tb.InvalidArgumentError):
+                tb.to_tensor(a, device=bad)

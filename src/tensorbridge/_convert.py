@@ -498,9 +498,10 @@ def to_numpy(
         if fast and not data._is_zerotensor():
             try:
                 if fast is _SHARE:
-                    # numpy() itself refuses grad, conj/neg bits, other devices and layouts.
-                    return data.numpy()
-                if (
+                    if data.is_cpu:  # (a GPU tensor would raise: an exception costs more)
+                        # numpy() itself refuses grad, conj/neg bits and other layouts.
+                        return data.numpy()
+                elif (
                     copy is None
                     and data.is_cpu
                     and not data.requires_grad

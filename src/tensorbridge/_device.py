@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Final, TypeAlias, cast
 
 import torch
@@ -35,6 +36,35 @@ def parse_device(device: object) -> torch.device | None:
     """
     if device is None:
         return None
+    # A device that names its index (or the CPU) parses the same way every time:
+    # remembered, so small transfers do not pay for the checks again. (Keyed by type
+    # too: True == 1, and device=True must not pass as device=1.)
+    key = (type(device), device)
+    with contextlib.suppress(TypeError):
+        known = _PARSED.get(key)
+        if known is not None:
+            return known
+    parsed = _parse(device)
+    index = cast("int | None", parsed.index)  # the stubs say int; "cuda" alone has None
+    if parsed.type == "cpu" or (index is not None and not _names_no_index(device)):
+        if len(_PARSED) >= 64:
+            _PARSED.clear()
+        with contextlib.suppress(TypeError):
+            _PARSED[key] = parsed
+    return parsed
+
+
+_PARSED: dict[tuple[type, object], torch.device] = {}
+
+
+def _names_no_index(device: object) -> bool:
+    """Whether ``device`` says "cuda" without an index (the current device: not fixed)."""
+    if isinstance(device, torch.device):
+        return cast("int | None", device.index) is None
+    return isinstance(device, str) and ":" not in device
+
+
+def _parse(device: object) -> torch.device:
     if isinstance(device, torch.device):
         parsed = device
     elif isinstance(device, (str, int)) and not isinstance(device, bool):
