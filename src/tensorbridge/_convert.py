@@ -58,19 +58,8 @@ __all__ = ["shares_memory", "to_numpy", "to_tensor"]
 
 _S = TypeVar("_S", bound=np.generic)
 
-_ndarray: Final = np.ndarray
 _Tensor: Final = torch.Tensor
 _CONTIGUOUS: Final = torch.contiguous_format
-
-# The dtypes the default policy keeps as they are: the tree walker's fast path
-# needs only one set lookup to know that no cast is asked for.
-FLOAT32_KEEPS_NUMPY: Final = frozenset(
-    np.dtype(name)
-    for name in (
-        "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-        "float32", "complex64",
-    )
-)  # fmt: skip
 
 # The fast paths' memory of earlier plans, for the default casting rule. One
 # table per kind of call (ndarray to tensor, tensor to tensor, tensor to

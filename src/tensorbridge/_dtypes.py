@@ -34,7 +34,6 @@ __all__ = [
     "from_torch_dtype",
     "ml_dtypes_module",
     "resolve_dtype",
-    "widens_exactly",
 ]
 
 TorchDType: TypeAlias = torch.dtype  # for annotations inside DType, whose field is named torch
@@ -547,11 +546,6 @@ def can_cast(source: DType, target: DType, casting: Casting) -> bool:
     if _safe(source, target):
         return True
     return casting == "same_kind" and _KIND_ORDER[source.kind] <= _KIND_ORDER[target.kind]
-
-
-def widens_exactly(source: DType, target: DType) -> bool:
-    """Whether ``target`` is wider than ``source`` and holds each of its values exactly."""
-    return target.itemsize > source.itemsize and can_cast(source, target, "safe")
 
 
 def _safe(source: DType, target: DType) -> bool:

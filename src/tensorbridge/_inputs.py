@@ -37,10 +37,6 @@ def is_numpy_scalar(value: object) -> TypeIs[np.generic[Any]]:
     return isinstance(value, np.generic)
 
 
-def is_list_or_tuple(value: object) -> TypeIs[list[Any] | tuple[Any, ...]]:
-    return isinstance(value, (list, tuple))
-
-
 #: What torch and NumPy raise from inside when handed data they cannot handle
 #: (nested, fake and wrapper-subclass tensors, lying array interfaces, cycles...).
 #: Each becomes a short InvalidInputError; TensorBridgeErrors pass through.
