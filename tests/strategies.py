@@ -9,6 +9,10 @@ tensorbridge.
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -411,3 +415,19 @@ def numpy_copy_of(t: torch.Tensor) -> np.ndarray:
         part = np.dtype(f"f{dt.itemsize // 2}")
         return np.ascontiguousarray(b.view(part)).view(dt).reshape(tuple(t.shape))
     return b.view(dt)
+
+
+def run_child(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter (warnings as errors): crash-class checks.
+
+    A segfault or hang there is reported by the test, not fatal to the run.
+    """
+    env = dict(os.environ)
+    env.pop("PYTHONWARNINGS", None)
+    return subprocess.run(
+        [sys.executable, "-W", "error", "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )

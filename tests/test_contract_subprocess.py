@@ -8,24 +8,13 @@ SIGSEGV) nor mutate an immutable ``bytes`` object. The children run with
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import textwrap
 
 import pytest
 
+import strategies as S
 
-def run_child(code: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env.pop("PYTHONWARNINGS", None)
-    return subprocess.run(
-        [sys.executable, "-W", "error", "-c", textwrap.dedent(code), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+run_child = S.run_child  # one helper for every crash-class test: tests/strategies.py
 
 
 def assert_clean(proc: subprocess.CompletedProcess[str]) -> None:

@@ -7,7 +7,6 @@ segfault) and process-level cases (atexit) run in a child process.
 from __future__ import annotations
 
 import collections
-import os
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+import strategies as S
 import tensorbridge as tb
 from tensorbridge import _convert, _dtypes
 
@@ -25,16 +25,7 @@ ml_dtypes = pytest.importorskip("ml_dtypes")
 NUMPY_MAJOR = int(np.__version__.split(".")[0])
 
 
-def run_child(code: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env.pop("PYTHONWARNINGS", None)
-    return subprocess.run(
-        [sys.executable, "-W", "error", "-c", textwrap.dedent(code), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+run_child = S.run_child  # one helper for every crash-class test: tests/strategies.py
 
 
 def assert_clean(proc: subprocess.CompletedProcess[str]) -> None:
