@@ -139,9 +139,7 @@ def same_device(a: torch.device, b: torch.device) -> bool:
     return False
 
 
-def host_to_device(
-    host: torch.Tensor, device: torch.device, *, non_blocking: bool, ours: bool = False
-) -> torch.Tensor:
+def host_to_device(host: torch.Tensor, device: torch.device, *, non_blocking: bool) -> torch.Tensor:
     """Copy a CPU tensor to ``device``, C-contiguous, with torch's ``non_blocking``.
 
     Below ``RING_BYTES``, and for page-locked memory, this is the
@@ -151,9 +149,8 @@ def host_to_device(
     the current stream has passed the copy, exactly as in torch. Large pageable
     data goes through the page-locked staging ring (``_transfer``) and has been
     read in full when this returns. ``non_blocking=False`` returns a complete
-    result. ``ours`` is accepted for older call sites and changes nothing.
+    result.
     """
-    del ours
     if host.numel() * host.element_size() < RING_BYTES and host.is_contiguous():
         return host.to(device, non_blocking=non_blocking)
     return tensor_to_device(host, device, non_blocking=non_blocking)

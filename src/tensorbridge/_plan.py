@@ -204,10 +204,6 @@ class Plan:
     def casts(self) -> bool:
         return self.target is not self.source
 
-    @property
-    def moves(self) -> bool:
-        return self.device is not None
-
 
 def make_plan(
     source: DType,
