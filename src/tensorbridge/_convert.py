@@ -12,7 +12,9 @@ moves (``_device``) in a straight line.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable
 from typing import Any, Final, TypeAlias, TypeVar, overload
 
 import numpy as np
@@ -32,12 +34,14 @@ from ._dtypes import (
 from ._errors import InvalidArgumentError, InvalidInputError, TensorBridgeError
 from ._inputs import INTERNAL_ERRORS, check_tensor_has_data, coerce, internal_error, is_ndarray
 from ._kernels import (
+    SMALL_CAST,
     cast_array,
     cast_cpu_tensor,
     cast_device_tensor,
     cast_into,
     cast_tensor,
     copy_to_tensor,
+    numpy_casts_quietly,
     read_only_view,
     share_ndarray,
     share_tensor,
@@ -59,34 +63,56 @@ __all__ = ["shares_memory", "to_numpy", "to_tensor"]
 _S = TypeVar("_S", bound=np.generic)
 
 _Tensor: Final = torch.Tensor
+_ndarray: Final = np.ndarray
+# torch's stubs leave from_numpy's parameter unannotated.
+_from_numpy: Final[Callable[[npt.NDArray[Any]], torch.Tensor]] = torch.from_numpy  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+_STRIDED: Final = torch.strided
 _CONTIGUOUS: Final = torch.contiguous_format
 
 # The fast paths' memory of earlier plans, for the default casting rule. One
 # table per kind of call (ndarray to tensor, tensor to tensor, tensor to
 # NumPy) and per dtype argument, keyed by the input's dtype: SHARE when the
-# result shares memory as it is, a torch dtype when torch's kernel casts it
-# exactly, False when the general path must decide. The tables of FLOAT32 and
-# PRESERVE are found by identity; any other dtype argument by its id, the
-# entry holding the argument itself (so the id cannot be reused while cached).
-# Filled by the general path; bounded.
+# result shares memory as it is, a FastCast when the cast needs none of the
+# general path's care, False when the general path must decide. The tables of
+# FLOAT32 and PRESERVE are found by identity; any other dtype argument by its
+# id, the entry holding the argument itself (so the id cannot be reused while
+# cached). Filled by the general path; bounded.
 _SHARE: Final = True
-Fast: TypeAlias = dict[object, "bool | torch.dtype"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FastCast:
+    """A remembered cast: how a fast path writes the result without asking the plan again."""
+
+    #: NumPy's dtype when its cast is quiet (``numpy_casts_quietly``): small
+    #: inputs (``SMALL_CAST``) are cast by ``astype``, the cheapest call.
+    numpy: np.dtype[Any] | None
+    #: torch's dtype when its kernel gives NumPy's bits for the pair.
+    torch: torch.dtype | None
+
+
+Fast: TypeAlias = dict[object, "bool | FastCast"]
 _ARRAY_TO_TENSOR: Final = 0
 _TENSOR_TO_TENSOR: Final = 1
 _TENSOR_TO_NUMPY: Final = 2
 _FLOAT32_FAST: Final[tuple[Fast, Fast, Fast]] = ({}, {}, {})
 _PRESERVE_FAST: Final[tuple[Fast, Fast, Fast]] = ({}, {}, {})
+_NO_FAST: Final[tuple[Fast, Fast, Fast]] = ({}, {}, {})  # never filled
 _OTHER_FAST: dict[int, tuple[object, tuple[Fast, Fast, Fast]]] = {}
+# The default policy's tables by name: one lookup fewer on the hottest calls.
+_FLOAT32_ARRAYS: Final = _FLOAT32_FAST[_ARRAY_TO_TENSOR]
+_FLOAT32_TENSORS: Final = _FLOAT32_FAST[_TENSOR_TO_TENSOR]
+_FLOAT32_NUMPY: Final = _FLOAT32_FAST[_TENSOR_TO_NUMPY]
 _FAST_ENTRIES: Final = 256
 
 
-def _fast_tables(dtype: object) -> tuple[Fast, Fast, Fast] | None:
+def _fast_tables(dtype: object) -> tuple[Fast, Fast, Fast]:
     if dtype is FLOAT32:
         return _FLOAT32_FAST
     if dtype is PRESERVE:
         return _PRESERVE_FAST
     entry = _OTHER_FAST.get(id(dtype))
-    return entry[1] if entry is not None and entry[0] is dtype else None
+    return entry[1] if entry is not None and entry[0] is dtype else _NO_FAST
 
 
 def array_fast_path(options: Options) -> Fast | None:
@@ -104,18 +130,18 @@ def array_fast_path(options: Options) -> Fast | None:
         or options.non_blocking
     ):
         return None
-    tables = _fast_tables(options.dtype)
-    return None if tables is None else tables[_ARRAY_TO_TENSOR]
+    return _fast_tables(options.dtype)[_ARRAY_TO_TENSOR]
 
 
-def _remember(which: int, key: object, options: Options, value: bool | torch.dtype) -> None:
+def _remember(which: int, key: object, options: Options, value: bool | FastCast) -> None:
     """Let a fast path repeat the plan just made for inputs of dtype ``key``."""
     if options.casting != "same_kind":
         return
-    if value is not _SHARE and value is not False and not torch_kernel_safe(1 << 30):
-        value = False  # a forked child with torch threads: the general path picks the kernel
+    if isinstance(value, FastCast) and value.torch is not None and not torch_kernel_safe(1 << 30):
+        # A forked child with torch threads: the general path picks the kernel.
+        value = False if value.numpy is None else FastCast(value.numpy, None)
     tables = _fast_tables(options.dtype)
-    if tables is None:
+    if tables is _NO_FAST:
         if len(_OTHER_FAST) >= _FAST_ENTRIES:
             _OTHER_FAST.clear()
         new: tuple[Fast, Fast, Fast] = ({}, {}, {})
@@ -128,9 +154,61 @@ def _remember(which: int, key: object, options: Options, value: bool | torch.dty
 
 
 def _forget() -> None:
+    for _, tables in _OTHER_FAST.values():
+        for table in tables:
+            table.clear()  # a tree's leaf may hold one (array_fast_path)
     for table in (*_FLOAT32_FAST, *_PRESERVE_FAST):
         table.clear()
     _OTHER_FAST.clear()
+
+
+def _fast_cast(plan: Plan) -> FastCast | None:
+    """What a fast path needs to repeat ``plan``'s cast, or None when it cannot."""
+    source, target = plan.source, plan.target
+    quiet = target.numpy if numpy_casts_quietly(source, target) else None
+    kernel = target.torch if plan.torch_kernel else None
+    if quiet is None and kernel is None:
+        return None
+    return FastCast(quiet, kernel)
+
+
+def cast_array_fast(array: npt.NDArray[Any], cast: FastCast) -> torch.Tensor | None:
+    """A remembered cast of a native-order ndarray into a new C-contiguous tensor.
+
+    None when the general path must run (torch cannot wrap the array, or no
+    kernel here fits its size).
+    """
+    if cast.numpy is not None and array.size < SMALL_CAST:
+        return _from_numpy(array.astype(cast.numpy, order="C"))
+    if cast.torch is None or not array.flags.writeable:
+        return None
+    try:
+        tensor = _from_numpy(array)
+    except ValueError:
+        return None  # negative or uneven strides: the general path explains
+    # .to(dtype) keeps a C-contiguous layout, and is the cheaper call.
+    if array.flags.c_contiguous:
+        return tensor.to(cast.torch)
+    return tensor.to(cast.torch, memory_format=_CONTIGUOUS)
+
+
+def _cast_tensor_fast(tensor: torch.Tensor, cast: FastCast) -> npt.NDArray[Any] | None:
+    """A remembered cast of a CPU tensor into a new C-contiguous array, or None."""
+    if tensor._is_zerotensor():
+        return None  # no memory: the general path raises
+    try:
+        if cast.numpy is not None and tensor.numel() < SMALL_CAST:
+            # numpy() refuses grad and conj/neg bits: the general path handles those.
+            return tensor.numpy().astype(cast.numpy, order="C")
+        if cast.torch is not None:
+            # The cast resolves conj/neg bits; numpy() refuses a result that requires
+            # grad (the general path then casts through autograd).
+            if tensor.is_contiguous():
+                return tensor.to(cast.torch).numpy()  # the cheaper call, C-contiguous too
+            return tensor.to(cast.torch, memory_format=_CONTIGUOUS).numpy()
+    except (RuntimeError, TypeError):
+        pass
+    return None
 
 
 os.register_at_fork(after_in_child=_forget)  # see _kernels.torch_kernel_safe
@@ -201,36 +279,29 @@ def to_tensor(
         and pin_memory is False
         and non_blocking is False
     ):
-        tables = (
-            _FLOAT32_FAST
-            if dtype is FLOAT32
-            else _PRESERVE_FAST
-            if dtype is PRESERVE
-            else _fast_tables(dtype)
-        )
-        if tables is None:
-            pass
-        elif type(data) is np.ndarray:
-            fast = tables[_ARRAY_TO_TENSOR].get(data.dtype)
-            if fast and data.flags.writeable:
-                try:
-                    # torch's stubs leave from_numpy's parameter unannotated.
-                    tensor = torch.from_numpy(data)  # pyright: ignore[reportUnknownMemberType, reportArgumentType]
-                except ValueError:
-                    pass  # negative or uneven strides: the general path explains
-                else:
-                    if fast is _SHARE:
-                        return tensor
-                    if copy is None:
-                        # .to(dtype) keeps a C-contiguous layout, and is the cheaper call.
-                        if data.flags.c_contiguous:
-                            return tensor.to(fast)
-                        return tensor.to(fast, memory_format=_CONTIGUOUS)
+        if type(data) is _ndarray:
+            if dtype is FLOAT32:
+                fast = _FLOAT32_ARRAYS.get(data.dtype)
+            else:
+                fast = _fast_tables(dtype)[_ARRAY_TO_TENSOR].get(data.dtype)
+            if fast is _SHARE:
+                if data.flags.writeable:
+                    try:
+                        return _from_numpy(data)
+                    except ValueError:
+                        pass  # negative or uneven strides: the general path explains
+            elif fast and copy is None:
+                result = cast_array_fast(data, fast)
+                if result is not None:
+                    return result
         elif (
-            type(data) is torch.Tensor
+            type(data) is _Tensor
             and copy is None
-            and tables[_TENSOR_TO_TENSOR].get(data.dtype) is _SHARE
-            and data.layout is torch.strided
+            and (
+                _FLOAT32_TENSORS if dtype is FLOAT32 else _fast_tables(dtype)[_TENSOR_TO_TENSOR]
+            ).get(data.dtype)
+            is _SHARE
+            and data.layout is _STRIDED
             and not data.is_meta
             and not data.is_nested
             and not data._is_zerotensor()
@@ -305,16 +376,13 @@ def array_to_tensor(
 def _remember_tensor_plan(dtype: np.dtype[Any], options: Options, plan: Plan) -> None:
     """Let ``to_tensor``'s fast path repeat this plan for arrays of ``dtype``."""
     if plan.source.bits_numpy is not None or plan.target.bits_numpy is not None:
-        fast: bool | torch.dtype = False  # bit views: the general path
+        fast: bool | FastCast = False  # bit views: the general path
     elif not dtype.isnative:
         fast = False  # a byte swap: the general path
     elif not plan.casts:
         fast = _SHARE
-    elif plan.torch_kernel:
-        assert plan.target.torch is not None
-        fast = plan.target.torch
     else:
-        fast = False
+        fast = _fast_cast(plan) or False
     _remember(_ARRAY_TO_TENSOR, dtype, options, fast)
 
 
@@ -476,30 +544,22 @@ def to_numpy(
     dtype('float32')
     """
     if type(data) is _Tensor and (copy is None or copy is False) and casting == "same_kind":
-        tables = (
-            _FLOAT32_FAST
-            if dtype is FLOAT32
-            else _PRESERVE_FAST
-            if dtype is PRESERVE
-            else _fast_tables(dtype)
-        )
-        fast = None if tables is None else tables[_TENSOR_TO_NUMPY].get(data.dtype)
-        if fast and not data._is_zerotensor():
-            try:
-                if fast is _SHARE:
-                    if data.is_cpu:  # (a GPU tensor would raise: an exception costs more)
-                        # numpy() itself refuses grad, conj/neg bits and other layouts.
-                        return data.numpy()
-                elif (
-                    copy is None
-                    and data.is_cpu
-                    and not data.requires_grad
-                    and not data.is_neg()
-                    and not data.is_conj()
-                ):
-                    return data.to(fast, memory_format=_CONTIGUOUS).numpy()
-            except (RuntimeError, TypeError):
-                pass
+        if dtype is FLOAT32:
+            fast = _FLOAT32_NUMPY.get(data.dtype)
+        else:
+            fast = _fast_tables(dtype)[_TENSOR_TO_NUMPY].get(data.dtype)
+        if fast is _SHARE:
+            if data.is_cpu:  # (a GPU tensor would raise: an exception costs more)
+                try:
+                    # numpy() itself refuses grad, conj/neg bits, ZeroTensors and
+                    # other layouts: the general path then explains or shares.
+                    return data.numpy()
+                except (RuntimeError, TypeError):
+                    pass
+        elif fast and copy is None and data.is_cpu:
+            array = _cast_tensor_fast(data, fast)
+            if array is not None:
+                return array
     return convert_to_numpy(data, numpy_options(dtype, copy, casting))
 
 
@@ -533,13 +593,9 @@ def tensor_to_numpy(tensor: torch.Tensor, options: Options) -> npt.NDArray[Any]:
     moves_to = None if here.type == "cpu" else CPU
     plan = plan_for(from_torch_dtype(tensor.dtype), options, "numpy", here, moves_to)
     if moves_to is None and options.exact is None:
-        if not plan.casts and plan.target.bits_torch is None:
-            fast: bool | torch.dtype = _SHARE
-        elif plan.casts and plan.torch_kernel and plan.target.bits_torch is None:
-            assert plan.target.torch is not None
-            fast = plan.target.torch
-        else:
-            fast = False
+        fast: bool | FastCast = False
+        if plan.target.bits_torch is None:
+            fast = (_fast_cast(plan) or False) if plan.casts else _SHARE
         _remember(_TENSOR_TO_NUMPY, tensor.dtype, options, fast)
     reason = plan.blocker
     if reason is None and tensor.is_conj():

@@ -61,6 +61,34 @@ def torch_casts_exactly(source: DType, target: DType) -> bool:
     return (source.name, target.name) in TORCH_EXACT_CASTS
 
 
+#: Casts of fewer elements than this run in NumPy where its cast is quiet
+#: (``numpy_casts_quietly``): torch's kernel runs on one thread below its grain
+#: size (at::internal::GRAIN_SIZE) and costs about 3 us a call before the first
+#: element, NumPy's ``astype`` about 0.4 us. Measured on this project's 2-core
+#: machine, NumPy is the faster of the two up to this size for every quiet pair
+#: and torch (two threads) from twice it; see docs/benchmarks.md.
+SMALL_CAST: Final = 32768
+
+_QUIET_TARGETS: Final = frozenset((*_INTEGERS, "float32", "float64", "complex64", "complex128"))
+
+
+def numpy_casts_quietly(source: DType, target: DType) -> bool:
+    """Whether ``astype`` from ``source`` to ``target`` never sets a floating-point flag.
+
+    Such a cast needs no ``np.errstate`` (which costs more than a small cast):
+    it cannot warn or raise whatever the values and the user's error settings.
+    Integer and bool sources into integers and into float32 or wider qualify;
+    every floating source is out (a float32 signalling NaN widened to float64
+    sets the invalid flag), and so is float16 as a target (int64 overflows it).
+    """
+    return (
+        source.kind in "biu"
+        and source.numpy_builtin
+        and target.numpy_builtin
+        and target.name in _QUIET_TARGETS
+    )
+
+
 # torch's intra-op thread pool does not survive fork: in a forked child whose
 # parent ran a parallel torch kernel, the next parallel kernel waits forever for
 # threads that no longer exist (plain `torch.from_numpy(a).float()` of 4M
@@ -168,6 +196,7 @@ def copy_to_tensor(
     """
     if (
         torch_kernel
+        and (array.size >= SMALL_CAST or not numpy_casts_quietly(source, target))
         and torch_kernel_safe(array.size)
         and target.torch is not None
         and source.bits_numpy is None

@@ -22,6 +22,7 @@ from ._convert import (
     array_fast_path,
     array_to_numpy,
     array_to_tensor,
+    cast_array_fast,
     convert_to_numpy,
     convert_to_tensor,
     tensor_to_numpy,
@@ -359,7 +360,8 @@ def walk_tree(tree: object, leaf: Leaf, dtypes: DtypeTree | None = None) -> obje
 
 def _tensor_leaf(options: Options) -> Leaf:
     # The common leaf: an ndarray whose plan to_tensor's fast path remembers (a
-    # share, or a cast torch's kernel does exactly), handled as to_tensor does.
+    # share, or a cast that needs none of the general path's care), handled as
+    # to_tensor does.
     remembered = array_fast_path(options)
     copy_none = options.copy is None
 
@@ -367,20 +369,17 @@ def _tensor_leaf(options: Options) -> Leaf:
         if type(value) is np.ndarray:
             if remembered is not None:
                 fast = remembered.get(value.dtype)
-                if fast and value.flags.writeable:
-                    try:
-                        # torch's stubs leave from_numpy's parameter unannotated.
-                        tensor = torch.from_numpy(value)  # pyright: ignore[reportUnknownMemberType]
-                    except ValueError:
-                        pass
-                    else:
-                        if fast is True:
-                            return tensor
-                        if copy_none:
-                            # .to(dtype) keeps a C-contiguous layout, and is the cheaper call.
-                            if value.flags.c_contiguous:
-                                return tensor.to(fast)
-                            return tensor.to(fast, memory_format=torch.contiguous_format)
+                if fast is True:
+                    if value.flags.writeable:
+                        try:
+                            # torch's stubs leave from_numpy's parameter unannotated.
+                            return torch.from_numpy(value)  # pyright: ignore[reportUnknownMemberType]
+                        except ValueError:
+                            pass
+                elif fast and copy_none:
+                    result = cast_array_fast(value, fast)
+                    if result is not None:
+                        return result
             return array_to_tensor(value, options, None, False)
         if isinstance(value, torch.Tensor):
             return tensor_to_tensor(value, options)
@@ -519,9 +518,13 @@ def tree_to_tensor(
             tensor_options(each, device, copy, casting, pin_memory, non_blocking)
         ),
     )
-    # Every host leaf going to a GPU crosses the bus in one copy with the others.
-    with batch_transfer(parse_device(device), non_blocking is True):
+    target = parse_device(device)
+    if target is None or target.type != "cuda":
         result = walk_tree(tree, leaf, dtypes)
+    else:
+        # Every host leaf going to a GPU crosses the bus in one copy with the others.
+        with batch_transfer(target, non_blocking is True):
+            result = walk_tree(tree, leaf, dtypes)
     check_used(dtypes, "tree_to_tensor")
     return result
 
