@@ -360,7 +360,7 @@ def _stack_into(view: npt.NDArray[Any], arrays: list[npt.NDArray[Any]]) -> None:
         for dtype in {array.dtype for array in arrays}
     ):
         # cast_into's rules in one call: NumPy's values, without its warnings.
-        with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(all="ignore"):
             np.stack(arrays, out=view, casting="unsafe")
         return
     # Complex into real, or ml_dtypes pairs without a direct cast: cast_into knows how.

@@ -34,13 +34,13 @@ from ._dtypes import (
 from ._errors import InvalidArgumentError, InvalidInputError, TensorBridgeError
 from ._inputs import INTERNAL_ERRORS, check_tensor_has_data, coerce, internal_error, is_ndarray
 from ._kernels import (
-    SMALL_CAST,
     cast_array,
     cast_cpu_tensor,
     cast_device_tensor,
     cast_into,
     cast_tensor,
     copy_to_tensor,
+    numpy_cast_below,
     numpy_casts_quietly,
     read_only_view,
     share_ndarray,
@@ -48,6 +48,7 @@ from ._kernels import (
     torch_kernel_safe,
     torch_strides_ok,
 )
+from ._parallel import PARALLEL_BYTES
 from ._plan import (
     Options,
     Plan,
@@ -84,9 +85,13 @@ _SHARE: Final = True
 class FastCast:
     """A remembered cast: how a fast path writes the result without asking the plan again."""
 
-    #: NumPy's dtype when its cast is quiet (``numpy_casts_quietly``): small
-    #: inputs (``SMALL_CAST``) are cast by ``astype``, the cheapest call.
+    #: NumPy's dtype when ``astype`` gives the result (both dtypes are NumPy's own).
     numpy: np.dtype[Any] | None
+    #: Whether that cast can set no floating-point flag (``numpy_casts_quietly``),
+    #: so that it needs no ``np.errstate``.
+    quiet: bool
+    #: Inputs with fewer elements are cast by NumPy (``numpy_cast_below``).
+    below: int
     #: torch's dtype when its kernel gives NumPy's bits for the pair.
     torch: torch.dtype | None
 
@@ -139,7 +144,7 @@ def _remember(which: int, key: object, options: Options, value: bool | FastCast)
         return
     if isinstance(value, FastCast) and value.torch is not None and not torch_kernel_safe(1 << 30):
         # A forked child with torch threads: the general path picks the kernel.
-        value = False if value.numpy is None else FastCast(value.numpy, None)
+        value = False if value.numpy is None else dataclasses.replace(value, torch=None)
     tables = _fast_tables(options.dtype)
     if tables is _NO_FAST:
         if len(_OTHER_FAST) >= _FAST_ENTRIES:
@@ -165,11 +170,27 @@ def _forget() -> None:
 def _fast_cast(plan: Plan) -> FastCast | None:
     """What a fast path needs to repeat ``plan``'s cast, or None when it cannot."""
     source, target = plan.source, plan.target
-    quiet = target.numpy if numpy_casts_quietly(source, target) else None
     kernel = target.torch if plan.torch_kernel else None
-    if quiet is None and kernel is None:
-        return None
-    return FastCast(quiet, kernel)
+    if not (source.numpy_builtin and target.numpy_builtin) or (
+        source.kind == "c" and target.kind != "c"
+    ):
+        return None if kernel is None else FastCast(None, False, 0, kernel)
+    assert target.numpy is not None
+    if kernel is None:
+        # NumPy casts at every size; from PARALLEL_BYTES the general path splits it.
+        below = PARALLEL_BYTES // target.itemsize
+    else:
+        below = numpy_cast_below(source, target)
+    return FastCast(target.numpy, numpy_casts_quietly(source, target), below, kernel)
+
+
+def _astype(array: npt.NDArray[Any], cast: FastCast) -> npt.NDArray[Any]:
+    """``array`` cast by NumPy into new C-contiguous memory, without NumPy's warnings."""
+    if cast.quiet:
+        return array.astype(cast.numpy, order="C")
+    # As in cast_into: the casting rule is where a user consents to overflow.
+    with np.errstate(all="ignore"):
+        return array.astype(cast.numpy, order="C")
 
 
 def cast_array_fast(array: npt.NDArray[Any], cast: FastCast) -> torch.Tensor | None:
@@ -178,8 +199,8 @@ def cast_array_fast(array: npt.NDArray[Any], cast: FastCast) -> torch.Tensor | N
     None when the general path must run (torch cannot wrap the array, or no
     kernel here fits its size).
     """
-    if cast.numpy is not None and array.size < SMALL_CAST:
-        return _from_numpy(array.astype(cast.numpy, order="C"))
+    if cast.numpy is not None and array.size < cast.below:
+        return _from_numpy(_astype(array, cast))
     if cast.torch is None or not array.flags.writeable:
         return None
     try:
@@ -197,9 +218,9 @@ def _cast_tensor_fast(tensor: torch.Tensor, cast: FastCast) -> npt.NDArray[Any] 
     if tensor._is_zerotensor():
         return None  # no memory: the general path raises
     try:
-        if cast.numpy is not None and tensor.numel() < SMALL_CAST:
+        if cast.numpy is not None and tensor.numel() < cast.below:
             # numpy() refuses grad and conj/neg bits: the general path handles those.
-            return tensor.numpy().astype(cast.numpy, order="C")
+            return _astype(tensor.numpy(), cast)
         if cast.torch is not None:
             # The cast resolves conj/neg bits; numpy() refuses a result that requires
             # grad (the general path then casts through autograd).

@@ -61,13 +61,29 @@ def torch_casts_exactly(source: DType, target: DType) -> bool:
     return (source.name, target.name) in TORCH_EXACT_CASTS
 
 
-#: Casts of fewer elements than this run in NumPy where its cast is quiet
-#: (``numpy_casts_quietly``): torch's kernel runs on one thread below its grain
-#: size (at::internal::GRAIN_SIZE) and costs about 3 us a call before the first
-#: element, NumPy's ``astype`` about 0.4 us. Measured on this project's 2-core
-#: machine, NumPy is the faster of the two up to this size for every quiet pair
-#: and torch (two threads) from twice it; see docs/benchmarks.md.
-SMALL_CAST: Final = 32768
+#: torch runs a kernel on the calling thread below this many elements
+#: (at::internal::GRAIN_SIZE), so such casts are safe even after fork.
+_TORCH_GRAIN: Final = 32768
+
+# Where NumPy's astype stops being the faster cast. Below torch's grain size its
+# kernel runs on one thread, and costs about 3 us a call before the first
+# element against astype's 0.4 us (1.6 us more with np.errstate): NumPy always
+# wins there. Above it torch's threads start to pay, sooner for wide sources.
+# Measured with two torch threads on this project's 2-core machine (the size
+# where the two take equal time, per source itemsize; floating sources include
+# np.errstate), then scaled by 2 / torch.get_num_threads(): torch's share of the
+# work per thread shrinks as threads are added. See docs/benchmarks.md.
+_NUMPY_BELOW_AT_TWO_THREADS: Final = {1: 65536, 2: 98304, 4: 73728, 8: 40960}
+
+
+def numpy_cast_below(source: DType, target: DType) -> int:
+    """The input size (elements) below which NumPy's cast beats torch's kernel here."""
+    if source.kind in "biu":
+        at_two = _NUMPY_BELOW_AT_TWO_THREADS.get(source.itemsize, _TORCH_GRAIN)
+    else:
+        at_two = _TORCH_GRAIN
+    return max(_TORCH_GRAIN, at_two * 2 // max(1, torch.get_num_threads()))
+
 
 _QUIET_TARGETS: Final = frozenset((*_INTEGERS, "float32", "float64", "complex64", "complex128"))
 
@@ -96,9 +112,6 @@ def numpy_casts_quietly(source: DType, target: DType) -> bool:
 # safe; anywhere else a forked child casts large arrays in NumPy instead, on
 # tensorbridge's own pool (recreated per process).
 _forked = False
-#: torch runs a kernel on the calling thread below this many elements
-#: (at::internal::GRAIN_SIZE), so such casts are safe even after fork.
-_TORCH_GRAIN: Final = 32768
 
 
 def _note_fork() -> None:
@@ -133,7 +146,7 @@ def cast_into(out: npt.NDArray[Any], array: npt.NDArray[Any], *, parallel: bool 
     if not np.can_cast(array.dtype, out.dtype, "unsafe"):
         # ml_dtypes has no direct cast between some of its types (float8_e8m0fnu
         # and the other float8s); each of them widens exactly into float32.
-        with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(all="ignore"):
             array = array.astype(np.float32)
     pieces = _parallel.chunks(out, array) if parallel else None
     if pieces is None:
@@ -144,7 +157,7 @@ def cast_into(out: npt.NDArray[Any], array: npt.NDArray[Any], *, parallel: bool 
 
 def _copy(out: npt.NDArray[Any], array: npt.NDArray[Any]) -> None:
     # np.errstate is per thread, so each worker thread sets its own.
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):
         np.copyto(out, array, casting="unsafe")
 
 
@@ -196,7 +209,7 @@ def copy_to_tensor(
     """
     if (
         torch_kernel
-        and (array.size >= SMALL_CAST or not numpy_casts_quietly(source, target))
+        and array.size >= numpy_cast_below(source, target)
         and torch_kernel_safe(array.size)
         and target.torch is not None
         and source.bits_numpy is None

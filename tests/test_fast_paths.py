@@ -1,0 +1,204 @@
+"""The fast paths give what the general path gives, at every size and for every input.
+
+A repeated call (same input dtype, same options) skips the plan and runs a
+remembered cast: NumPy's ``astype`` below a size that depends on the pair and
+the torch thread count, torch's kernel above it (only for pairs whose torch
+cast is proven bit-exact, tests/test_cast_kernels.py). These tests call each
+conversion twice, check that the second call did take the fast path (the
+remembered entry exists), and compare both results bit for bit with
+``ndarray.astype``: around every size threshold, with values that set
+floating-point flags (overflow, signalling NaN) while the caller's NumPy error
+state is "raise", for strided, reversed and read-only inputs, and that the
+result is new, C-contiguous, writable memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import torch
+
+import tensorbridge as tb
+from tensorbridge import _convert
+from tensorbridge._dtypes import from_numpy_dtype
+from tensorbridge._kernels import numpy_cast_below, numpy_casts_quietly
+
+# (source, target) pairs a fast path casts: quiet integer casts, a floating
+# narrowing and widening that need np.errstate, and a pair torch may not run.
+PAIRS = [
+    ("uint8", "float32"),
+    ("int8", "float32"),
+    ("bool", "float32"),
+    ("int16", "float32"),
+    ("int32", "float32"),
+    ("int64", "float32"),
+    ("uint64", "float32"),
+    ("int64", "int32"),
+    ("float64", "float32"),
+    ("float32", "float64"),
+    ("complex128", "complex64"),
+    ("float16", "float32"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_tables() -> Iterator[None]:
+    _convert._forget()  # pyright: ignore[reportPrivateUsage]
+    yield
+    _convert._forget()  # pyright: ignore[reportPrivateUsage]
+
+
+def values(name: str, size: int) -> npt.NDArray[Any]:
+    """``size`` values of dtype ``name`` that include the awkward ones."""
+    dtype = np.dtype(name)
+    rng = np.random.default_rng(size)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, size).astype(bool)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        out = rng.integers(info.min, info.max, size, dtype=dtype, endpoint=True)
+        out[: min(size, 2)] = [info.min, info.max][: min(size, 2)]
+        return out
+    if dtype.kind == "c":
+        part = np.dtype(f"f{dtype.itemsize // 2}")
+        out = np.empty(size, dtype)
+        out.real = values(part.name, size)
+        out.imag = values(part.name, size)[::-1]
+        return out
+    bits = rng.integers(0, 2 ** (8 * dtype.itemsize) - 1, size, dtype=np.uint64, endpoint=True)
+    out = bits.astype(np.dtype(f"u{dtype.itemsize}")).view(dtype)
+    specials: dict[str, list[int]] = {
+        "float64": [0x7FF0000000000001, 0x7FEFFFFFFFFFFFFF, 0xFFEFFFFFFFFFFFFF],  # sNaN, +-max
+        "float32": [0x7F800001, 0x7F7FFFFF, 0xFF800001],
+        "float16": [0x7C01, 0x7BFF, 0xFC01],
+    }
+    raw = np.array(specials[name], dtype=np.uint64).astype(np.dtype(f"u{dtype.itemsize}"))
+    head = min(size, raw.size)
+    out[:head] = raw[:head].view(dtype)
+    return out
+
+
+def expected(array: npt.NDArray[Any], target: str) -> npt.NDArray[Any]:
+    with np.errstate(all="ignore"):
+        return array.astype(target)
+
+
+def assert_bits(got: npt.NDArray[Any], want: npt.NDArray[Any]) -> None:
+    assert got.dtype == want.dtype
+    assert got.shape == want.shape
+    width = np.dtype(f"u{min(want.itemsize, 8)}")
+    np.testing.assert_array_equal(
+        np.ascontiguousarray(got).view(width), np.ascontiguousarray(want).view(width)
+    )
+
+
+def sizes(source: str, target: str) -> list[int]:
+    below = numpy_cast_below(from_numpy_dtype(np.dtype(source)), from_numpy_dtype(np.dtype(target)))
+    return [0, 1, 16, below - 1, below, below + 1]
+
+
+@pytest.mark.parametrize(("source", "target"), PAIRS)
+def test_to_tensor_fast_path_matches_astype_around_the_threshold(source: str, target: str) -> None:
+    for size in sizes(source, target):
+        array = values(source, size)
+        want = expected(array, target)
+        with np.errstate(all="raise"):  # the caller's strict error state must not leak in
+            first = tb.to_tensor(array, dtype=getattr(torch, target))
+            remembered = _convert._fast_tables(getattr(torch, target))[0].get(array.dtype)  # pyright: ignore[reportPrivateUsage]
+            second = tb.to_tensor(array, dtype=getattr(torch, target))
+        assert remembered not in (None, False), "the second call should take the fast path"
+        for result in (first, second):
+            assert result.is_contiguous()
+            assert_bits(result.numpy(), want)
+        if size:
+            before = second.clone()
+            array[...] = array[::-1].copy()  # the result is new memory
+            assert torch.equal(second.view(torch.uint8), before.view(torch.uint8))
+
+
+@pytest.mark.parametrize(("source", "target"), PAIRS)
+def test_to_numpy_fast_path_matches_astype_around_the_threshold(source: str, target: str) -> None:
+    for size in sizes(source, target):
+        array = values(source, size)
+        tensor = torch.from_numpy(array.copy())
+        want = expected(array, target)
+        with np.errstate(all="raise"):
+            first = tb.to_numpy(tensor, dtype=np.dtype(target))
+            second = tb.to_numpy(tensor, dtype=np.dtype(target))
+        for result in (first, second):
+            assert result.flags.c_contiguous
+            assert result.flags.writeable
+            assert not np.shares_memory(result, array)
+            assert_bits(result, want)
+
+
+@pytest.mark.parametrize(("source", "target"), PAIRS)
+def test_strided_reversed_and_read_only_inputs_on_the_fast_path(source: str, target: str) -> None:
+    base = values(source, 4 * 4000)
+    inputs = {
+        "strided": base[::4],
+        "reversed": base[::-1],
+        "2-d transposed": base.reshape(40, -1).T,
+        "read-only": np.frombuffer(base.tobytes(), dtype=base.dtype),
+    }
+    for name, array in inputs.items():
+        for _ in range(2):
+            result = tb.to_tensor(array, dtype=getattr(torch, target))
+            assert result.is_contiguous(), name
+            assert_bits(result.numpy(), expected(array, target))
+
+
+def test_trees_take_the_same_fast_path() -> None:
+    batch = {"image": values("uint8", 3 * 8 * 8), "depth": values("float64", 64)}
+    for _ in range(2):
+        with np.errstate(all="raise"):
+            out = tb.tree_to_tensor(batch)
+        assert_bits(out["image"].numpy(), batch["image"])  # uint8 is kept
+        assert_bits(out["depth"].numpy(), expected(batch["depth"], "float32"))
+
+
+def test_the_numpy_size_follows_the_torch_thread_count() -> None:
+    source, target = from_numpy_dtype(np.dtype("uint8")), from_numpy_dtype(np.dtype("float32"))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = numpy_cast_below(source, target)
+        torch.set_num_threads(2)
+        two = numpy_cast_below(source, target)
+        torch.set_num_threads(64)
+        many = numpy_cast_below(source, target)
+    finally:
+        torch.set_num_threads(threads)
+    assert one > two > many == 32768  # never below torch's grain size: NumPy wins there
+
+
+def test_only_integer_sources_are_quiet() -> None:
+    def quiet(a: str, b: str) -> bool:
+        return numpy_casts_quietly(from_numpy_dtype(np.dtype(a)), from_numpy_dtype(np.dtype(b)))
+
+    assert quiet("uint8", "float32")
+    assert quiet("int64", "float64")
+    assert quiet("bool", "int8")
+    assert not quiet("float32", "float64")  # a signalling NaN sets the invalid flag
+    assert not quiet("int64", "float16")  # overflows float16
+    with pytest.raises(FloatingPointError), np.errstate(all="raise"):
+        np.array([2**63 - 1]).astype(np.float16)
+    with pytest.raises(FloatingPointError), np.errstate(all="raise"):
+        np.array([0x7F800001], dtype=np.uint32).view(np.float32).astype(np.float64)
+
+
+def test_the_callers_strict_error_state_never_reaches_a_cast() -> None:
+    # Underflow, overflow and a signalling NaN, with every NumPy error set to raise:
+    # the values are astype's and nothing raises (before, underflow raised
+    # FloatingPointError from the general path and from collate).
+    samples = [values("float64", 8) for _ in range(3)]
+    samples[0][3] = 1e-300
+    with np.errstate(all="raise"):
+        batch = tb.collate(samples)
+        big = tb.to_tensor(np.full(3_000_000, 1e-300))
+    assert_bits(batch.numpy(), expected(np.stack(samples), "float32"))
+    assert not big.any()
