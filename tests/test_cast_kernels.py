@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tensorbridge._dtypes import from_torch_dtype
-from tensorbridge._kernels import TORCH_EXACT_CASTS
+from tensorbridge._kernels import TORCH_EXACT_CASTS, torch_cast
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 
@@ -102,6 +102,24 @@ def assert_same_bits(
     got = to_numpy(
         to_torch(source, source_name).to(device).to(getattr(torch, target_name)), target_name
     )
+    if device == "cpu":
+        # The same kernel as tensorbridge runs it: into memory from NumPy's allocator.
+        written = torch_cast(
+            to_torch(source, source_name), from_torch_dtype(getattr(torch, target_name))
+        )
+        _compare(source, expected, to_numpy(written, target_name), source_name, target_name, device)
+    _compare(source, expected, got, source_name, target_name, device)
+
+
+def _compare(
+    source: npt.NDArray[Any],
+    expected: npt.NDArray[Any],
+    got: npt.NDArray[Any],
+    source_name: str,
+    target_name: str,
+    device: str,
+) -> None:
+    target = expected.dtype
     width = np.dtype(f"u{min(target.itemsize, 8)}")
     expected_bits = expected.view(width)
     got_bits = got.view(width)

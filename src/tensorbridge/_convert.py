@@ -26,6 +26,7 @@ from ._dtypes import (
     FLOAT32,
     PRESERVE,
     Casting,
+    DType,
     DTypeLike,
     DtypePolicy,
     from_numpy_dtype,
@@ -45,6 +46,7 @@ from ._kernels import (
     read_only_view,
     share_ndarray,
     share_tensor,
+    torch_cast,
     torch_kernel_safe,
     torch_strides_ok,
 )
@@ -85,15 +87,15 @@ _SHARE: Final = True
 class FastCast:
     """A remembered cast: how a fast path writes the result without asking the plan again."""
 
-    #: NumPy's dtype when ``astype`` gives the result (both dtypes are NumPy's own).
-    numpy: np.dtype[Any] | None
+    target: DType
+    #: Inputs with fewer elements are cast by NumPy's ``astype`` (0: never;
+    #: ``numpy_cast_below``).
+    below: int
     #: Whether that cast can set no floating-point flag (``numpy_casts_quietly``),
     #: so that it needs no ``np.errstate``.
     quiet: bool
-    #: Inputs with fewer elements are cast by NumPy (``numpy_cast_below``).
-    below: int
-    #: torch's dtype when its kernel gives NumPy's bits for the pair.
-    torch: torch.dtype | None
+    #: Whether torch's kernel gives NumPy's bits for the pair (larger inputs).
+    kernel: bool
 
 
 Fast: TypeAlias = dict[object, "bool | FastCast"]
@@ -104,10 +106,12 @@ _FLOAT32_FAST: Final[tuple[Fast, Fast, Fast]] = ({}, {}, {})
 _PRESERVE_FAST: Final[tuple[Fast, Fast, Fast]] = ({}, {}, {})
 _NO_FAST: Final[tuple[Fast, Fast, Fast]] = ({}, {}, {})  # never filled
 _OTHER_FAST: dict[int, tuple[object, tuple[Fast, Fast, Fast]]] = {}
-# The default policy's tables by name: one lookup fewer on the hottest calls.
+# The two policies' tables by name: one lookup fewer on the hottest calls.
 _FLOAT32_ARRAYS: Final = _FLOAT32_FAST[_ARRAY_TO_TENSOR]
 _FLOAT32_TENSORS: Final = _FLOAT32_FAST[_TENSOR_TO_TENSOR]
 _FLOAT32_NUMPY: Final = _FLOAT32_FAST[_TENSOR_TO_NUMPY]
+_PRESERVE_ARRAYS: Final = _PRESERVE_FAST[_ARRAY_TO_TENSOR]
+_PRESERVE_NUMPY: Final = _PRESERVE_FAST[_TENSOR_TO_NUMPY]
 _FAST_ENTRIES: Final = 256
 
 
@@ -142,9 +146,9 @@ def _remember(which: int, key: object, options: Options, value: bool | FastCast)
     """Let a fast path repeat the plan just made for inputs of dtype ``key``."""
     if options.casting != "same_kind":
         return
-    if isinstance(value, FastCast) and value.torch is not None and not torch_kernel_safe(1 << 30):
+    if isinstance(value, FastCast) and value.kernel and not torch_kernel_safe(1 << 30):
         # A forked child with torch threads: the general path picks the kernel.
-        value = False if value.numpy is None else dataclasses.replace(value, torch=None)
+        value = False if value.below == 0 else dataclasses.replace(value, kernel=False)
     tables = _fast_tables(options.dtype)
     if tables is _NO_FAST:
         if len(_OTHER_FAST) >= _FAST_ENTRIES:
@@ -170,27 +174,28 @@ def _forget() -> None:
 def _fast_cast(plan: Plan) -> FastCast | None:
     """What a fast path needs to repeat ``plan``'s cast, or None when it cannot."""
     source, target = plan.source, plan.target
-    kernel = target.torch if plan.torch_kernel else None
+    kernel = plan.torch_kernel and target.torch is not None
     if not (source.numpy_builtin and target.numpy_builtin) or (
         source.kind == "c" and target.kind != "c"
     ):
-        return None if kernel is None else FastCast(None, False, 0, kernel)
-    assert target.numpy is not None
-    if kernel is None:
+        below = 0  # astype cannot cast it, or not quietly enough to repeat here
+    elif kernel:
+        below = numpy_cast_below(source, target)
+    else:
         # NumPy casts at every size; from PARALLEL_BYTES the general path splits it.
         below = PARALLEL_BYTES // target.itemsize
-    else:
-        below = numpy_cast_below(source, target)
-    return FastCast(target.numpy, numpy_casts_quietly(source, target), below, kernel)
+    if below == 0 and not kernel:
+        return None
+    return FastCast(target, below, numpy_casts_quietly(source, target), kernel)
 
 
 def _astype(array: npt.NDArray[Any], cast: FastCast) -> npt.NDArray[Any]:
     """``array`` cast by NumPy into new C-contiguous memory, without NumPy's warnings."""
     if cast.quiet:
-        return array.astype(cast.numpy, order="C")
+        return array.astype(cast.target.numpy, order="C")
     # As in cast_into: the casting rule is where a user consents to overflow.
     with np.errstate(all="ignore"):
-        return array.astype(cast.numpy, order="C")
+        return array.astype(cast.target.numpy, order="C")
 
 
 def cast_array_fast(array: npt.NDArray[Any], cast: FastCast) -> torch.Tensor | None:
@@ -199,37 +204,30 @@ def cast_array_fast(array: npt.NDArray[Any], cast: FastCast) -> torch.Tensor | N
     None when the general path must run (torch cannot wrap the array, or no
     kernel here fits its size).
     """
-    if cast.numpy is not None and array.size < cast.below:
+    if array.size < cast.below:
         return _from_numpy(_astype(array, cast))
-    if cast.torch is None or not array.flags.writeable:
+    if not cast.kernel or not array.flags.writeable:
         return None
     try:
-        tensor = _from_numpy(array)
+        source = _from_numpy(array)
     except ValueError:
         return None  # negative or uneven strides: the general path explains
-    # .to(dtype) keeps a C-contiguous layout, and is the cheaper call.
-    if array.flags.c_contiguous:
-        return tensor.to(cast.torch)
-    return tensor.to(cast.torch, memory_format=_CONTIGUOUS)
+    return torch_cast(source, cast.target)
 
 
 def _cast_tensor_fast(tensor: torch.Tensor, cast: FastCast) -> npt.NDArray[Any] | None:
     """A remembered cast of a CPU tensor into a new C-contiguous array, or None."""
     if tensor._is_zerotensor():
         return None  # no memory: the general path raises
-    try:
-        if cast.numpy is not None and tensor.numel() < cast.below:
+    if tensor.numel() < cast.below:
+        try:
             # numpy() refuses grad and conj/neg bits: the general path handles those.
             return _astype(tensor.numpy(), cast)
-        if cast.torch is not None:
-            # The cast resolves conj/neg bits; numpy() refuses a result that requires
-            # grad (the general path then casts through autograd).
-            if tensor.is_contiguous():
-                return tensor.to(cast.torch).numpy()  # the cheaper call, C-contiguous too
-            return tensor.to(cast.torch, memory_format=_CONTIGUOUS).numpy()
-    except (RuntimeError, TypeError):
-        pass
-    return None
+        except (RuntimeError, TypeError):
+            return None
+    if not cast.kernel or tensor.requires_grad:
+        return None  # (the general path casts through autograd)
+    return share_tensor(torch_cast(tensor, cast.target), cast.target)
 
 
 os.register_at_fork(after_in_child=_forget)  # see _kernels.torch_kernel_safe
@@ -303,6 +301,8 @@ def to_tensor(
         if type(data) is _ndarray:
             if dtype is FLOAT32:
                 fast = _FLOAT32_ARRAYS.get(data.dtype)
+            elif dtype is PRESERVE:
+                fast = _PRESERVE_ARRAYS.get(data.dtype)
             else:
                 fast = _fast_tables(dtype)[_ARRAY_TO_TENSOR].get(data.dtype)
             if fast is _SHARE:
@@ -567,6 +567,8 @@ def to_numpy(
     if type(data) is _Tensor and (copy is None or copy is False) and casting == "same_kind":
         if dtype is FLOAT32:
             fast = _FLOAT32_NUMPY.get(data.dtype)
+        elif dtype is PRESERVE:
+            fast = _PRESERVE_NUMPY.get(data.dtype)
         else:
             fast = _fast_tables(dtype)[_TENSOR_TO_NUMPY].get(data.dtype)
         if fast is _SHARE:
