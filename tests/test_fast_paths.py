@@ -202,3 +202,26 @@ def test_the_callers_strict_error_state_never_reaches_a_cast() -> None:
         big = tb.to_tensor(np.full(3_000_000, 1e-300))
     assert_bits(batch.numpy(), expected(np.stack(samples), "float32"))
     assert not big.any()
+
+
+def test_tree_leaves_are_remembered_per_dtype_argument_and_never_for_bad_ones() -> None:
+    batch = {"x": np.arange(4.0), "n": np.arange(4)}
+    for _ in range(2):
+        assert tb.tree_to_tensor(batch)["x"].dtype == torch.float32
+        assert tb.tree_to_tensor(batch, dtype=tb.PRESERVE)["x"].dtype == torch.float64
+        assert tb.tree_to_tensor(batch, dtype="float16")["n"].dtype == torch.float16
+        assert tb.tree_to_tensor(batch, dtype=np.float16)["n"].dtype == torch.float16
+        policy = tb.DtypePolicy(floating=torch.float64, signed=torch.int32)
+        out = tb.tree_to_tensor(batch, dtype=policy)
+        assert (out["x"].dtype, out["n"].dtype) == (torch.float64, torch.int32)
+        per_leaf = tb.tree_to_tensor(batch, dtype={"x": torch.float16})
+        assert (per_leaf["x"].dtype, per_leaf["n"].dtype) == (torch.float16, torch.int64)
+        with pytest.raises(tb.TensorBridgeError):
+            tb.tree_to_tensor(batch, dtype="no such dtype")
+        with pytest.raises(tb.TensorBridgeError):
+            tb.tree_to_tensor(batch, dtype={"missing": torch.float16})
+        with pytest.raises(tb.TensorBridgeError):
+            tb.tree_to_tensor(batch, pin_memory=1)  # type: ignore[arg-type]
+    shared = tb.tree_to_tensor(batch, dtype=tb.PRESERVE)
+    shared["x"][0] = 42.0  # the remembered leaf still shares
+    assert batch["x"][0] == 42.0

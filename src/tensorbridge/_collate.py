@@ -437,7 +437,7 @@ def _stack_with_graph(leaves: list[torch.Tensor], source: DType, options: Option
     goes through the same path as ``to_tensor`` of a tensor that requires grad.
     """
     assert source.torch is not None
-    stacked = torch.stack([leaf.to(source.torch) for leaf in leaves])
+    stacked = torch.stack([leaf.to(dtype=source.torch) for leaf in leaves])
     fresh = Options(
         options.dtype,
         options.policy,
@@ -486,7 +486,7 @@ def _stack_tensors(
     placed: tuple[torch.Tensor, torch.Tensor] | None = None
     if here.type != "cpu":
         # On a device: stack there (one kernel), then cast with NumPy's values.
-        stacked = torch.stack([leaf.to(source.torch) for leaf in leaves])
+        stacked = torch.stack([leaf.to(dtype=source.torch) for leaf in leaves])
         batch = cast_device_tensor(stacked, carried)
     else:
         placed = None if moves_to is None else _place((len(leaves), *shape), carried, plan, options)

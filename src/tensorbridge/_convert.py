@@ -125,11 +125,12 @@ def _fast_tables(dtype: object) -> tuple[Fast, Fast, Fast]:
 
 
 def array_fast_path(options: Options) -> Fast | None:
-    """The remembered plans ``to_tensor``'s fast path would use for ndarrays under ``options``.
+    """The remembered plans ``to_tensor``'s fast path uses for ndarrays under ``options``.
 
     None when the options take the general path (a device, page-locked memory,
     copy=True, another casting rule). For trees, which convert many leaves
-    under one set of options.
+    under one set of options: the table is the one the general path fills, so
+    a leaf that keeps it sees plans remembered later too.
     """
     if (
         options.device is not None
@@ -139,7 +140,19 @@ def array_fast_path(options: Options) -> Fast | None:
         or options.non_blocking
     ):
         return None
-    return _fast_tables(options.dtype)[_ARRAY_TO_TENSOR]
+    return _tables_for(options.dtype)[_ARRAY_TO_TENSOR]
+
+
+def _tables_for(dtype: object) -> tuple[Fast, Fast, Fast]:
+    """The fast-path tables of a dtype argument, made (empty) if it has none yet."""
+    tables = _fast_tables(dtype)
+    if tables is _NO_FAST:
+        if len(_OTHER_FAST) >= _FAST_ENTRIES:
+            _OTHER_FAST.clear()
+        new: tuple[Fast, Fast, Fast] = ({}, {}, {})
+        _OTHER_FAST[id(dtype)] = (dtype, new)
+        return new
+    return tables
 
 
 def _remember(which: int, key: object, options: Options, value: bool | FastCast) -> None:
@@ -149,14 +162,7 @@ def _remember(which: int, key: object, options: Options, value: bool | FastCast)
     if isinstance(value, FastCast) and value.kernel and not torch_kernel_safe(1 << 30):
         # A forked child with torch threads: the general path picks the kernel.
         value = False if value.below == 0 else dataclasses.replace(value, kernel=False)
-    tables = _fast_tables(options.dtype)
-    if tables is _NO_FAST:
-        if len(_OTHER_FAST) >= _FAST_ENTRIES:
-            _OTHER_FAST.clear()
-        new: tuple[Fast, Fast, Fast] = ({}, {}, {})
-        _OTHER_FAST[id(options.dtype)] = (options.dtype, new)
-        tables = new
-    table = tables[which]
+    table = _tables_for(options.dtype)[which]
     if len(table) >= _FAST_ENTRIES:
         table.clear()
     table[key] = value

@@ -176,21 +176,29 @@ def cast_tensor(tensor: torch.Tensor, target: DType) -> torch.Tensor:
         # .real is a view, without torch's warning (as in cast_array); copy=True so
         # the result never aliases the complex input, even where .to() could.
         return tensor.real.to(dtype=target.torch, memory_format=torch.contiguous_format, copy=True)
+    # (dtype= by keyword: a positional dtype costs torch's argument parser ~1 us more.)
     return tensor.to(dtype=target.torch, memory_format=torch.contiguous_format)
+
+
+#: NumPy asks Linux for huge pages for blocks from this size on (its allocator's
+#: madvise(MADV_HUGEPAGE) threshold, the same in NumPy 1.26 and 2).
+_HUGE_PAGES_FROM: Final = 4 << 20
 
 
 def torch_cast(tensor: torch.Tensor, target: DType) -> torch.Tensor:
     """``tensor`` cast by torch's kernel into new C-contiguous memory.
 
-    Where NumPy has the target dtype the memory comes from NumPy's allocator,
-    which asks the kernel for huge pages for large blocks, so the first writes
-    fault in 2 MB at a time: on this project's machine the cast takes 0.25 to
-    0.95 of ``.to()``'s time (the larger the array, the bigger the gain). As
-    with ``torch.from_numpy``, such a tensor cannot be ``resize_()``d.
-    Casts that autograd must record, and complex to real, take ``cast_tensor``.
+    From 4 MB of result on, where NumPy has the target dtype, the memory comes
+    from NumPy's allocator, which asks Linux for huge pages: the first writes
+    fault in 2 MB at a time, and on this project's machine the cast took 0.25
+    to 0.75 of ``.to()``'s time (the larger the array, the bigger the gain). As
+    with ``torch.from_numpy``, such a tensor cannot be ``resize_()``d. Smaller
+    casts, casts that autograd must record, and complex to real take ``.to()``
+    (``cast_tensor``), which costs less per call.
     """
     if (
-        target.numpy is None
+        tensor.numel() * target.itemsize < _HUGE_PAGES_FROM
+        or target.numpy is None
         or not target.numpy_builtin
         or tensor.requires_grad
         or (tensor.is_complex() and target.kind != "c")

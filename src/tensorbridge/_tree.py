@@ -7,8 +7,10 @@ leaf (an ndarray or tensor that can be shared) handled in a few lines.
 
 from __future__ import annotations
 
+import contextlib
 import copy as copy_module
 import dataclasses
+import os
 import sys
 from collections import UserDict, UserList
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -209,6 +211,10 @@ class _LeafFailure(Exception):
         self.reversed_path: list[object] = []
 
 
+_ndarray: Final = np.ndarray
+# torch's stubs leave from_numpy's parameter unannotated.
+_from_numpy: Final[Callable[[npt.NDArray[Any]], torch.Tensor]] = torch.from_numpy  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+
 # Leaves returned untouched, by exact type: most batches are mostly these, and
 # an exact-type test is far cheaper than the isinstance chain below.
 _PLAIN: Final = frozenset({str, bytes, int, float, bool, complex, type(None)})
@@ -247,9 +253,17 @@ def walk(tree: object, leaf: Leaf, dtypes: DtypeTree | None = None) -> object:
         if kind is dict or isinstance(tree, Mapping):
             items: dict[object, object] = {}
             for step, value in cast("Mapping[object, object]", tree).items():
-                items[step] = (
-                    walk(value, leaf) if dtypes is None else _descend(value, leaf, dtypes, step)
-                )
+                if dtypes is not None:
+                    items[step] = _descend(value, leaf, dtypes, step)
+                elif type(value) is _ndarray:  # the common leaves, without a call of walk
+                    try:
+                        items[step] = leaf(value)
+                    except TensorBridgeError as error:
+                        raise _LeafFailure(error) from error
+                elif type(value) in _PLAIN:
+                    items[step] = value
+                else:
+                    items[step] = walk(value, leaf)
             return items if kind is dict else rebuild_mapping(tree, items)  # type: ignore[arg-type]
         if _list_or_tuple(tree):
             # Lists and tuples, subclasses included (namedtuples below).
@@ -358,6 +372,24 @@ def walk_tree(tree: object, leaf: Leaf, dtypes: DtypeTree | None = None) -> obje
         raise recursion_error([("", tree)]) from None
 
 
+# The leaves of host calls with default options, by (type, dtype argument): the
+# options are checked once, and a repeated call walks straight away. Bounded;
+# forgotten in a forked child with the fast paths' tables.
+_HOST_LEAVES: dict[tuple[type, object], Leaf] = {}
+
+
+def _remember_leaf(dtype: object, leaf: Leaf, pin_memory: object, non_blocking: object) -> None:
+    if pin_memory is not False or non_blocking is not False:
+        return
+    if len(_HOST_LEAVES) >= 64:
+        _HOST_LEAVES.clear()
+    with contextlib.suppress(TypeError):  # an unhashable dtype argument
+        _HOST_LEAVES[(type(dtype), dtype)] = leaf
+
+
+os.register_at_fork(after_in_child=_HOST_LEAVES.clear)
+
+
 def _tensor_leaf(options: Options) -> Leaf:
     # The common leaf: an ndarray whose plan to_tensor's fast path remembers (a
     # share, or a cast that needs none of the general path's care), handled as
@@ -366,14 +398,13 @@ def _tensor_leaf(options: Options) -> Leaf:
     copy_none = options.copy is None
 
     def convert(value: object) -> object:
-        if type(value) is np.ndarray:
+        if type(value) is _ndarray:
             if remembered is not None:
                 fast = remembered.get(value.dtype)
                 if fast is True:
                     if value.flags.writeable:
                         try:
-                            # torch's stubs leave from_numpy's parameter unannotated.
-                            return torch.from_numpy(value)  # pyright: ignore[reportUnknownMemberType]
+                            return _from_numpy(value)
                         except ValueError:
                             pass
                 elif fast and copy_none:
@@ -512,12 +543,30 @@ def tree_to_tensor(
     >>> out["image"].dtype, out["label"], out["name"]
     (torch.float32, tensor(3), 'cat')
     """
-    leaf, dtypes = per_leaf(
-        dtype,
-        lambda each: _tensor_leaf(
-            tensor_options(each, device, copy, casting, pin_memory, non_blocking)
-        ),
-    )
+    found: Leaf | None = None
+    dtypes: DtypeTree | None = None
+    if (
+        device is None
+        and copy is None
+        and casting == "same_kind"
+        and pin_memory is False
+        and non_blocking is False
+    ):
+        try:  # noqa: SIM105 (contextlib.suppress costs more than this whole lookup)
+            found = _HOST_LEAVES.get((type(dtype), dtype))
+        except TypeError:
+            pass  # unhashable: a per-leaf mapping, or a bad argument the checks explain
+    if found is not None:
+        leaf = found
+    else:
+        leaf, dtypes = per_leaf(
+            dtype,
+            lambda each: _tensor_leaf(
+                tensor_options(each, device, copy, casting, pin_memory, non_blocking)
+            ),
+        )
+        if dtypes is None and device is None and copy is None and casting == "same_kind":
+            _remember_leaf(dtype, leaf, pin_memory, non_blocking)
     target = parse_device(device)
     if target is None or target.type != "cuda":
         result = walk_tree(tree, leaf, dtypes)
