@@ -41,6 +41,8 @@ from ._kernels import (
     cast_into,
     cast_tensor,
     copy_to_tensor,
+    dtype_method,
+    huge_page_elements,
     numpy_cast_below,
     numpy_casts_quietly,
     read_only_view,
@@ -96,6 +98,11 @@ class FastCast:
     quiet: bool
     #: Whether torch's kernel gives NumPy's bits for the pair (larger inputs).
     kernel: bool
+    #: ``Tensor.float`` or its sibling for the target: the cheapest call of that
+    #: kernel for a C-contiguous input smaller than ``huge`` (None: ``torch_cast``).
+    method: Callable[[torch.Tensor], torch.Tensor] | None
+    #: From this many elements the result goes into huge pages (``torch_cast``).
+    huge: int
 
 
 Fast: TypeAlias = dict[object, "bool | FastCast"]
@@ -192,7 +199,14 @@ def _fast_cast(plan: Plan) -> FastCast | None:
         below = PARALLEL_BYTES // target.itemsize
     if below == 0 and not kernel:
         return None
-    return FastCast(target, below, numpy_casts_quietly(source, target), kernel)
+    return FastCast(
+        target,
+        below,
+        numpy_casts_quietly(source, target),
+        kernel,
+        dtype_method(target.torch) if kernel else None,
+        huge_page_elements(target),
+    )
 
 
 def _astype(array: npt.NDArray[Any], cast: FastCast) -> npt.NDArray[Any]:
@@ -218,22 +232,34 @@ def cast_array_fast(array: npt.NDArray[Any], cast: FastCast) -> torch.Tensor | N
         source = _from_numpy(array)
     except ValueError:
         return None  # negative or uneven strides: the general path explains
+    method = cast.method
+    if method is not None and array.size < cast.huge and array.flags.c_contiguous:
+        return method(source)
     return torch_cast(source, cast.target)
 
 
 def _cast_tensor_fast(tensor: torch.Tensor, cast: FastCast) -> npt.NDArray[Any] | None:
-    """A remembered cast of a CPU tensor into a new C-contiguous array, or None."""
+    """A remembered cast of a CPU tensor into a new C-contiguous array, or None.
+
+    numpy() refuses results that require grad and tensors with conj/neg bits:
+    the general path then casts through autograd, or resolves the bits.
+    """
     if tensor._is_zerotensor():
         return None  # no memory: the general path raises
-    if tensor.numel() < cast.below:
-        try:
-            # numpy() refuses grad and conj/neg bits: the general path handles those.
+    size = tensor.numel()
+    try:
+        if size < cast.below:
             return _astype(tensor.numpy(), cast)
-        except (RuntimeError, TypeError):
+        if not cast.kernel:
             return None
-    if not cast.kernel or tensor.requires_grad:
-        return None  # (the general path casts through autograd)
-    return share_tensor(torch_cast(tensor, cast.target), cast.target)
+        method = cast.method
+        if method is not None and size < cast.huge and tensor.is_contiguous():
+            return method(tensor).numpy()  # (the target has no bit view: remembered so)
+        if tensor.requires_grad:
+            return None
+        return torch_cast(tensor, cast.target).numpy()
+    except (RuntimeError, TypeError):
+        return None
 
 
 os.register_at_fork(after_in_child=_forget)  # see _kernels.torch_kernel_safe

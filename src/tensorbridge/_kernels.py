@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from typing import Any, Final, cast
 
 import numpy as np
@@ -65,23 +66,24 @@ def torch_casts_exactly(source: DType, target: DType) -> bool:
 #: (at::internal::GRAIN_SIZE), so such casts are safe even after fork.
 _TORCH_GRAIN: Final = 32768
 
-# Where NumPy's astype stops being the faster cast. Below torch's grain size its
-# kernel runs on one thread, and costs about 3 us a call before the first
-# element against astype's 0.4 us (1.6 us more with np.errstate): NumPy always
-# wins there. Above it torch's threads start to pay, sooner for wide sources.
-# Measured with two torch threads on this project's 2-core machine (the size
-# where the two take equal time, per source itemsize; floating sources include
-# np.errstate), then scaled by 2 / torch.get_num_threads(): torch's share of the
-# work per thread shrinks as threads are added. See docs/benchmarks.md.
-_NUMPY_BELOW_AT_TWO_THREADS: Final = {1: 65536, 2: 98304, 4: 73728, 8: 40960}
+# Where NumPy's astype stops being the faster cast, for the pairs torch's kernel
+# may cast. astype costs about 0.4 us a call before its first element, torch's
+# .to(dtype=) about 2 us, and below torch's grain size its kernel runs on one
+# thread: integer sources (whose casts need no np.errstate, see
+# numpy_casts_quietly) cast in NumPy in half torch's time at small sizes, and
+# torch's two threads catch up only at the sizes below (measured per source
+# width on this project's 2-core machine, the size where both take equal time),
+# scaled by 2 / torch.get_num_threads(). Floating sources need np.errstate
+# (1.6 us), which makes NumPy no faster than torch at any size: torch casts them.
+# See docs/benchmarks.md.
+_NUMPY_BELOW_AT_TWO_THREADS: Final = {1: 81920, 2: 98304, 4: 49152, 8: 40960}
 
 
 def numpy_cast_below(source: DType, target: DType) -> int:
-    """The input size (elements) below which NumPy's cast beats torch's kernel here."""
-    if source.kind in "biu":
-        at_two = _NUMPY_BELOW_AT_TWO_THREADS.get(source.itemsize, _TORCH_GRAIN)
-    else:
-        at_two = _TORCH_GRAIN
+    """The input size (elements) below which NumPy's cast beats torch's kernel here (0: none)."""
+    if not numpy_casts_quietly(source, target):
+        return 0
+    at_two = _NUMPY_BELOW_AT_TWO_THREADS.get(source.itemsize, _TORCH_GRAIN)
     return max(_TORCH_GRAIN, at_two * 2 // max(1, torch.get_num_threads()))
 
 
@@ -169,6 +171,27 @@ def cast_array(array: npt.NDArray[Any], target: DType) -> npt.NDArray[Any]:
     return out
 
 
+#: Tensor's own conversion methods: ``t.float()`` costs about 0.4 us less a call
+#: than ``t.to(dtype=torch.float32)``, and gives the same tensor (it is that ``to``).
+_DTYPE_METHODS: Final[dict[torch.dtype, Callable[[torch.Tensor], torch.Tensor]]] = {
+    torch.float32: torch.Tensor.float,
+    torch.float64: torch.Tensor.double,
+    torch.float16: torch.Tensor.half,
+    torch.bfloat16: torch.Tensor.bfloat16,
+    torch.int64: torch.Tensor.long,
+    torch.int32: torch.Tensor.int,
+    torch.int16: torch.Tensor.short,
+    torch.int8: torch.Tensor.char,
+    torch.uint8: torch.Tensor.byte,
+    torch.bool: torch.Tensor.bool,
+}
+
+
+def dtype_method(dtype: torch.dtype | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """``Tensor.float`` and its siblings: the cheapest call that casts a contiguous tensor."""
+    return None if dtype is None else _DTYPE_METHODS.get(dtype)
+
+
 def cast_tensor(tensor: torch.Tensor, target: DType) -> torch.Tensor:
     """``tensor`` as ``target`` (itself when it already is), C-contiguous, as torch converts."""
     assert target.torch is not None
@@ -185,6 +208,11 @@ def cast_tensor(tensor: torch.Tensor, target: DType) -> torch.Tensor:
 _HUGE_PAGES_FROM: Final = 4 << 20
 
 
+def huge_page_elements(target: DType) -> int:
+    """How many elements of ``target`` make a block NumPy asks huge pages for."""
+    return _HUGE_PAGES_FROM // target.itemsize
+
+
 def torch_cast(tensor: torch.Tensor, target: DType) -> torch.Tensor:
     """``tensor`` cast by torch's kernel into new C-contiguous memory.
 
@@ -197,7 +225,7 @@ def torch_cast(tensor: torch.Tensor, target: DType) -> torch.Tensor:
     (``cast_tensor``), which costs less per call.
     """
     if (
-        tensor.numel() * target.itemsize < _HUGE_PAGES_FROM
+        tensor.numel() < huge_page_elements(target)
         or target.numpy is None
         or not target.numpy_builtin
         or tensor.requires_grad
