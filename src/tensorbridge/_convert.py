@@ -360,6 +360,17 @@ def to_tensor(
             and not data._is_zerotensor()
         ):
             return data
+        elif type(data) is float and copy is None:
+            # A Python float is a float64 value that goes into new memory, as
+            # coerce makes it; the remembered plan of float64 arrays applies.
+            scalar = np.array(data)
+            fast = _fast_tables(dtype)[_ARRAY_TO_TENSOR].get(scalar.dtype)
+            if fast is _SHARE:
+                return _from_numpy(scalar)
+            if fast:
+                result = cast_array_fast(scalar, fast)
+                if result is not None:
+                    return result
     return convert_to_tensor(
         data, tensor_options(dtype, device, copy, casting, pin_memory, non_blocking)
     )
@@ -428,6 +439,8 @@ def array_to_tensor(
 
 def _remember_tensor_plan(dtype: np.dtype[Any], options: Options, plan: Plan) -> None:
     """Let ``to_tensor``'s fast path repeat this plan for arrays of ``dtype``."""
+    if dtype in _fast_tables(options.dtype)[_ARRAY_TO_TENSOR]:
+        return  # remembered already (inputs the fast path skips: lists, scalars...)
     if plan.source.bits_numpy is not None or plan.target.bits_numpy is not None:
         fast: bool | FastCast = False  # bit views: the general path
     elif not dtype.isnative:

@@ -81,6 +81,9 @@ def coerce(
     """
     if isinstance(data, torch.Tensor):
         return data, None, False
+    if type(data) is list or type(data) is tuple:  # before the protocol probes below
+        sequence = cast(Any, data)  # (type() is does not narrow for pyright)
+        return sequence_to_array(sequence, function), _sequence_reason(sequence), True
     if is_ndarray(data):
         if isinstance(data, np.ma.MaskedArray):
             return unmask(data), _MASKED, False
@@ -144,15 +147,9 @@ def coerce(
                 f"({error}); pass an ndarray instead"
             ) from None
     if isinstance(data, Sequence):
-        # list, tuple, range, deque (a registered Sequence) and user sequences
-        return (
-            sequence_to_array(cast(Any, data), function),
-            (
-                f"a Python {type(cast(object, data)).__name__} is not an array, so its values "
-                "always go into new memory"
-            ),
-            True,
-        )
+        # range, deque (a registered Sequence) and user sequences
+        sequence = cast(Any, data)
+        return sequence_to_array(sequence, function), _sequence_reason(sequence), True
     raise InvalidInputError(
         f"{function} received a {type(data).__name__}, which is not array data; pass an "
         "ndarray, a tensor, a number, a (nested) list of numbers, or an object with "
@@ -161,6 +158,11 @@ def coerce(
 
 
 _MASKED: Final = "masked arrays are never shared (a tensor has no place for the mask)"
+
+
+def _sequence_reason(data: object) -> str:
+    kind = type(data).__name__
+    return f"a Python {kind} is not an array, so its values always go into new memory"
 
 
 def unmask(array: np.ma.MaskedArray[Any, Any]) -> npt.NDArray[Any]:
@@ -210,7 +212,12 @@ def sequence_to_array(data: Sequence[Any], function: str) -> npt.NDArray[Any]:
             f"({short_message(error)}); nested sequences must be rectangular, not "
             "self-referencing, and hold only numbers"
         ) from None
-    if array.dtype.kind in "fO" and array.size and _only_python_ints(data, array):
+    if (
+        array.dtype.kind in "fO"
+        and array.size
+        and (array.dtype.kind == "O" or _has_python_int(data, array.ndim))
+        and _only_python_ints(data, array)
+    ):
         raise InvalidInputError(
             f"the {type(data).__name__} holds only integers, and no integer dtype holds all "
             "of them (int64 stops at 2**63-1, uint64 has no negatives); pass an ndarray with "
