@@ -238,9 +238,12 @@ def walk(tree: object, leaf: Leaf, dtypes: DtypeTree | None = None) -> object:
     kind = type(tree)
     if kind in _PLAIN:
         return tree
-    if kind is np.ndarray or (
-        isinstance(tree, (np.ndarray, torch.Tensor, np.generic))
-        and not isinstance(tree, (str, bytes))  # np.str_ and np.bytes_ are strings
+    if kind is not dict and (
+        kind is np.ndarray
+        or (
+            isinstance(tree, (np.ndarray, torch.Tensor, np.generic))
+            and not isinstance(tree, (str, bytes))
+        )  # np.str_ and np.bytes_ are strings
     ):
         try:
             return leaf(tree)
@@ -567,14 +570,15 @@ def tree_to_tensor(
         )
         if dtypes is None and device is None and copy is None and casting == "same_kind":
             _remember_leaf(dtype, leaf, pin_memory, non_blocking)
-    target = parse_device(device)
+    target = None if device is None else parse_device(device)
     if target is None or target.type != "cuda":
         result = walk_tree(tree, leaf, dtypes)
     else:
         # Every host leaf going to a GPU crosses the bus in one copy with the others.
         with batch_transfer(target, non_blocking is True):
             result = walk_tree(tree, leaf, dtypes)
-    check_used(dtypes, "tree_to_tensor")
+    if dtypes is not None:
+        check_used(dtypes, "tree_to_tensor")
     return result
 
 
