@@ -14,6 +14,8 @@ result is new, C-contiguous, writable memory.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -226,3 +228,64 @@ def test_tree_leaves_are_remembered_per_dtype_argument_and_never_for_bad_ones() 
     shared = tb.tree_to_tensor(batch, dtype=tb.PRESERVE)
     shared["x"][0] = 42.0  # the remembered leaf still shares
     assert batch["x"][0] == 42.0
+
+
+def test_negative_views_keep_their_signs_into_complex_at_every_size() -> None:
+    # A real tensor with the negative bit (the .imag of a conjugated view) holds -0.0;
+    # cast to complex, both calls (general, then fast) keep the sign, small and large.
+    for size in (16, 600_000):
+        imag = torch.zeros(size, dtype=torch.complex128).conj().imag
+        assert imag.is_neg()
+        for _ in range(2):
+            array = tb.to_numpy(imag, dtype=np.complex64)
+            assert np.signbit(array.real).all()
+            tensor = tb.to_tensor(imag, dtype=torch.complex128)
+            assert torch.signbit(tensor.real).all()
+
+
+def test_tensor_subclasses_stay_subclasses_when_cast_at_every_size() -> None:
+    class Marked(torch.Tensor):
+        pass
+
+    for size in (100, 2_000_000):
+        marked = torch.ones(size, dtype=torch.float64).as_subclass(Marked)
+        assert type(tb.to_tensor(marked)) is Marked
+
+
+_FORKED_CHILD = """
+import multiprocessing, numpy as np, torch, tensorbridge as tb
+torch.set_num_threads(2)
+big = np.random.default_rng(0).standard_normal(4_000_000)
+tb.to_tensor(big)                         # torch's thread pool runs in the parent
+tb.to_numpy(torch.from_numpy(big))
+
+def child(queue):
+    # torch's pool does not survive fork: every large cast here must avoid it,
+    # also when the thread count goes up after a plan was remembered.
+    torch.set_num_threads(1)
+    first = tb.to_tensor(big)
+    torch.set_num_threads(2)
+    again = tb.to_tensor(big)
+    back = tb.to_numpy(torch.from_numpy(big))
+    # (NumPy sums: torch's own parallel sum would hang here too.)
+    queue.put(float(first.numpy().sum()) == float(again.numpy().sum()) == float(back.sum()))
+
+context = multiprocessing.get_context("fork")
+queue = context.Queue()
+process = context.Process(target=child, args=(queue,))
+process.start()
+print(queue.get(timeout=60))
+process.join(60)
+"""
+
+
+def test_large_casts_in_a_forked_child_never_wait_for_torchs_lost_threads() -> None:
+    done = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", _FORKED_CHILD],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "True"

@@ -166,9 +166,6 @@ def _remember(which: int, key: object, options: Options, value: bool | FastCast)
     """Let a fast path repeat the plan just made for inputs of dtype ``key``."""
     if options.casting != "same_kind":
         return
-    if isinstance(value, FastCast) and value.kernel and not torch_kernel_safe(1 << 30):
-        # A forked child with torch threads: the general path picks the kernel.
-        value = False if value.below == 0 else dataclasses.replace(value, kernel=False)
     table = _tables_for(options.dtype)[which]
     if len(table) >= _FAST_ENTRIES:
         table.clear()
@@ -178,7 +175,7 @@ def _remember(which: int, key: object, options: Options, value: bool | FastCast)
 def _forget() -> None:
     for _, tables in _OTHER_FAST.values():
         for table in tables:
-            table.clear()  # a tree's leaf may hold one (array_fast_path)
+            table.clear()  # a tree walk running in another thread may hold one
     for table in (*_FLOAT32_FAST, *_PRESERVE_FAST):
         table.clear()
     _OTHER_FAST.clear()
@@ -226,7 +223,7 @@ def cast_array_fast(array: npt.NDArray[Any], cast: FastCast) -> torch.Tensor | N
     """
     if array.size < cast.below:
         return _from_numpy(_astype(array, cast))
-    if not cast.kernel or not array.flags.writeable:
+    if not cast.kernel or not array.flags.writeable or not torch_kernel_safe(array.size):
         return None
     try:
         source = _from_numpy(array)
@@ -241,8 +238,8 @@ def cast_array_fast(array: npt.NDArray[Any], cast: FastCast) -> torch.Tensor | N
 def _cast_tensor_fast(tensor: torch.Tensor, cast: FastCast) -> npt.NDArray[Any] | None:
     """A remembered cast of a CPU tensor into a new C-contiguous array, or None.
 
-    numpy() refuses results that require grad and tensors with conj/neg bits:
-    the general path then casts through autograd, or resolves the bits.
+    numpy() refuses tensors with conj/neg bits (the general path resolves them);
+    torch's casts resolve them as they write.
     """
     if tensor._is_zerotensor():
         return None  # no memory: the general path raises
@@ -250,13 +247,11 @@ def _cast_tensor_fast(tensor: torch.Tensor, cast: FastCast) -> npt.NDArray[Any] 
     try:
         if size < cast.below:
             return _astype(tensor.numpy(), cast)
-        if not cast.kernel:
-            return None
+        if not cast.kernel or tensor.requires_grad or not torch_kernel_safe(size):
+            return None  # (grad: the general path casts through autograd)
         method = cast.method
         if method is not None and size < cast.huge and tensor.is_contiguous():
             return method(tensor).numpy()  # (the target has no bit view: remembered so)
-        if tensor.requires_grad:
-            return None
         return torch_cast(tensor, cast.target).numpy()
     except (RuntimeError, TypeError):
         return None
@@ -712,8 +707,13 @@ def _copy_tensor_to_numpy(tensor: torch.Tensor, plan: Plan) -> npt.NDArray[Any]:
     if source is target:
         host = share_tensor(tensor, source)
         return host if fresh and host.flags.c_contiguous else cast_array(host, target)
-    if plan.torch_kernel and target.bits_torch is None and source is plan.source:
-        return share_tensor(cast_tensor(tensor, target), target)
+    if (
+        plan.torch_kernel
+        and target.bits_torch is None
+        and source is plan.source
+        and torch_kernel_safe(tensor.numel())
+    ):
+        return share_tensor(torch_cast(tensor, target), target)
     return cast_array(share_tensor(tensor, source), target)
 
 
