@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from . import _kernels
 from ._device import CPU, device_to_host, host_to_device, same_device
 from ._dtypes import (
     FLOAT32,
@@ -223,7 +224,11 @@ def cast_array_fast(array: npt.NDArray[Any], cast: FastCast) -> torch.Tensor | N
     """
     if array.size < cast.below:
         return _from_numpy(_astype(array, cast))
-    if not cast.kernel or not array.flags.writeable or not torch_kernel_safe(array.size):
+    if (
+        not cast.kernel
+        or not array.flags.writeable
+        or (_kernels.forked and not torch_kernel_safe(array.size))
+    ):
         return None
     try:
         source = _from_numpy(array)
@@ -247,8 +252,12 @@ def _cast_tensor_fast(tensor: torch.Tensor, cast: FastCast) -> npt.NDArray[Any] 
     try:
         if size < cast.below:
             return _astype(tensor.numpy(), cast)
-        if not cast.kernel or tensor.requires_grad or not torch_kernel_safe(size):
-            return None  # (grad: the general path casts through autograd)
+        if (
+            not cast.kernel
+            or tensor.requires_grad  # the general path casts through autograd
+            or (_kernels.forked and not torch_kernel_safe(size))
+        ):
+            return None
         method = cast.method
         if method is not None and size < cast.huge and tensor.is_contiguous():
             return method(tensor).numpy()  # (the target has no bit view: remembered so)

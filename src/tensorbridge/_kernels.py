@@ -113,12 +113,14 @@ def numpy_casts_quietly(source: DType, target: DType) -> bool:
 # elements hangs there too). DataLoader workers set one torch thread, which is
 # safe; anywhere else a forked child casts large arrays in NumPy instead, on
 # tensorbridge's own pool (recreated per process).
-_forked = False
+#: Whether this process is a forked child (read as ``_kernels.forked``: the fast
+#: paths skip the ``torch_kernel_safe`` call while it is False).
+forked = False
 
 
 def _note_fork() -> None:
-    global _forked
-    _forked = True
+    global forked
+    forked = True
 
 
 os.register_at_fork(after_in_child=_note_fork)
@@ -126,7 +128,7 @@ os.register_at_fork(after_in_child=_note_fork)
 
 def torch_kernel_safe(numel: int) -> bool:
     """Whether torch's (possibly multi-threaded) cast kernel can run here."""
-    return not _forked or numel < _TORCH_GRAIN or torch.get_num_threads() == 1
+    return not forked or numel < _TORCH_GRAIN or torch.get_num_threads() == 1
 
 
 def cast_into(out: npt.NDArray[Any], array: npt.NDArray[Any], *, parallel: bool = True) -> None:
