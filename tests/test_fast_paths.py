@@ -14,8 +14,6 @@ result is new, C-contiguous, writable memory.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +22,7 @@ import numpy.typing as npt
 import pytest
 import torch
 
+import strategies as S
 import tensorbridge as tb
 from tensorbridge import _convert
 from tensorbridge._dtypes import from_numpy_dtype
@@ -280,12 +279,6 @@ process.join(60)
 
 
 def test_large_casts_in_a_forked_child_never_wait_for_torchs_lost_threads() -> None:
-    done = subprocess.run(
-        [sys.executable, "-W", "error::RuntimeWarning", "-c", _FORKED_CHILD],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = S.run_child(_FORKED_CHILD, warnings="error::RuntimeWarning")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-1] == "True"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 import torch
 
+import strategies as S
 import tensorbridge as tb
 
 
@@ -75,12 +74,6 @@ def test_a_forked_child_gets_its_own_thread_pool() -> None:
         process.join(60)
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-W", "error::RuntimeWarning", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = S.run_child(script, warnings="error::RuntimeWarning")
     assert done.returncode == 0, done.stderr
     assert float(done.stdout.split()[-1]) == float(4 << 20)

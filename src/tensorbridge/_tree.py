@@ -381,9 +381,7 @@ def walk_tree(tree: object, leaf: Leaf, dtypes: DtypeTree | None = None) -> obje
 _HOST_LEAVES: dict[tuple[type, object], Leaf] = {}
 
 
-def _remember_leaf(dtype: object, leaf: Leaf, pin_memory: object, non_blocking: object) -> None:
-    if pin_memory is not False or non_blocking is not False:
-        return
+def _remember_leaf(dtype: object, leaf: Leaf) -> None:
     if len(_HOST_LEAVES) >= 64:
         _HOST_LEAVES.clear()
     with contextlib.suppress(TypeError):  # an unhashable dtype argument
@@ -548,13 +546,14 @@ def tree_to_tensor(
     """
     found: Leaf | None = None
     dtypes: DtypeTree | None = None
-    if (
+    defaults = (
         device is None
         and copy is None
         and casting == "same_kind"
         and pin_memory is False
         and non_blocking is False
-    ):
+    )
+    if defaults:
         try:  # noqa: SIM105 (contextlib.suppress costs more than this whole lookup)
             found = _HOST_LEAVES.get((type(dtype), dtype))
         except TypeError:
@@ -568,8 +567,8 @@ def tree_to_tensor(
                 tensor_options(each, device, copy, casting, pin_memory, non_blocking)
             ),
         )
-        if dtypes is None and device is None and copy is None and casting == "same_kind":
-            _remember_leaf(dtype, leaf, pin_memory, non_blocking)
+        if defaults and dtypes is None:
+            _remember_leaf(dtype, leaf)
     target = None if device is None else parse_device(device)
     if target is None or target.type != "cuda":
         result = walk_tree(tree, leaf, dtypes)
