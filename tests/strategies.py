@@ -207,6 +207,92 @@ def tensor_from_bits(a: np.ndarray, dt: torch.dtype) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------
+# layouts of copies (contract section 5)
+# ---------------------------------------------------------------------------
+
+
+def element_strides(x: Any) -> tuple[int, ...]:
+    """Strides in elements, for an ndarray or a tensor."""
+    if isinstance(x, torch.Tensor):
+        return tuple(x.stride())
+    return tuple(s // x.itemsize for s in x.strides)
+
+
+def significant(shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[int, ...]:
+    """The strides that address memory: those of dimensions longer than one."""
+    return tuple(s for n, s in zip(shape, strides, strict=True) if n > 1)
+
+
+def is_dense(x: Any) -> bool:
+    """Every element stored once, no gaps, in some order of the axes (size-1 axes and
+    the sign of a stride do not matter)."""
+    shape = tuple(x.shape)
+    if math.prod(shape) == 0:
+        return True
+    if isinstance(x, np.ndarray) and any(s % x.itemsize for s in x.strides):
+        return False
+    pairs = sorted((abs(s), n) for n, s in zip(shape, element_strides(x), strict=True) if n > 1)
+    expected = 1
+    for stride, n in pairs:
+        if stride != expected:
+            return False
+        expected *= n
+    return True
+
+
+def is_c_contiguous(x: Any) -> bool:
+    return x.is_contiguous() if isinstance(x, torch.Tensor) else bool(x.flags.c_contiguous)
+
+
+def assert_writable_copy(result: Any, source: Any) -> None:
+    """The result can be written, and writing it leaves the source alone."""
+    if math.prod(tuple(result.shape)) == 0:
+        return
+    before = bits(source).copy()
+    index = (0,) * result.ndim
+    if isinstance(result, np.ndarray):
+        assert result.flags.writeable
+    result[index] = 1
+    assert result[index] == 1
+    assert (bits(source) == before).all(), "writing the copy changed the source"
+
+
+def assert_layout(result: Any, source: Any) -> None:
+    """Dense and in the source's memory order where the source is dense (as NumPy's
+    ``astype(order="K")`` orders it), C-contiguous otherwise."""
+    shape = tuple(source.shape)
+    assert tuple(result.shape) == shape
+    assert is_dense(result), f"not dense: strides {element_strides(result)}"
+    if is_dense(source):
+        probe = _layout_probe(source)
+        expected = probe.astype(probe.dtype, order="K")  # NumPy's own rule, no cast
+        assert significant(shape, element_strides(result)) == significant(
+            shape, element_strides(expected)
+        ), (
+            f"memory order not kept: input strides {element_strides(source)}, result "
+            f"{element_strides(result)}, NumPy's astype(order='K') {element_strides(expected)}"
+        )
+    else:
+        assert is_c_contiguous(result), (
+            f"input with gaps {element_strides(source)} gave a result that is not "
+            f"C-contiguous: {element_strides(result)}"
+        )
+
+
+
+
+def _layout_probe(source: Any) -> np.ndarray:
+    """An array laid out as ``source`` (an ndarray, or a tensor's element strides)."""
+    if isinstance(source, np.ndarray):
+        return source
+    strides = tuple(source.stride())
+    extent = 1 + sum((n - 1) * s for n, s in zip(source.shape, strides, strict=True) if n > 0)
+    memory = np.zeros(max(extent, 1), dtype=np.int8)
+    return np.lib.stride_tricks.as_strided(memory, tuple(source.shape), strides)
+
+
+
+# ---------------------------------------------------------------------------
 # strategies
 # ---------------------------------------------------------------------------
 
@@ -298,8 +384,13 @@ class Input:
 
     @property
     def strides_ok(self) -> bool:
+        # Section 5, rule 6: strides of size-1 dimensions address nothing and do not count.
         size = self.array.dtype.itemsize
-        return all(s >= 0 and s % size == 0 for s in self.array.strides)
+        return all(
+            s >= 0 and s % size == 0
+            for n, s in zip(self.array.shape, self.array.strides, strict=True)
+            if n != 1
+        )
 
     def can_share(self, result_dtype: Any) -> bool:
         """Section 5, conditions 2 and 4-6 (condition 1 holds for an ndarray)."""

@@ -95,13 +95,12 @@ def assert_independent(src, res) -> None:
         _flip(res, idx)
 
 
-def assert_fresh_result(res) -> None:
-    """A copied result is C-contiguous and writable (section 5)."""
-    if isinstance(res, torch.Tensor):
-        assert res.is_contiguous()
-    else:
-        assert res.flags.c_contiguous
+def assert_fresh_result(res, src) -> None:
+    """A copied result is writable, dense, and in the input's memory order where the input
+    is dense, C-contiguous otherwise (section 5)."""
+    if isinstance(res, np.ndarray):
         assert res.flags.writeable
+    S.assert_layout(res, src)
 
 
 # ---------------------------------------------------------------------------
@@ -118,7 +117,7 @@ def test_to_tensor_preserve_shares_exactly_when_the_contract_allows(inp):
         assert_shares(a, t)
     else:
         assert_independent(a, t)
-        assert_fresh_result(t)
+        assert_fresh_result(t, a)
 
 
 @given(S.array_views(nonempty=True))
@@ -129,7 +128,7 @@ def test_to_tensor_default_policy_shares_exactly_when_the_contract_allows(inp):
         assert_shares(a, t)
     else:
         assert_independent(a, t)
-        assert_fresh_result(t)
+        assert_fresh_result(t, a)
 
 
 @given(S.array_views(nonempty=True))
@@ -151,7 +150,7 @@ def test_to_tensor_copy_false_shares_or_raises(inp):
 def test_to_tensor_copy_true_is_independent(inp, policy):
     a = inp.array
     t = tb.to_tensor(a, dtype=tb.PRESERVE if policy == "preserve" else tb.FLOAT32, copy=True)
-    assert_fresh_result(t)
+    assert_fresh_result(t, a)
     assert_independent(a, t)
 
 
@@ -174,7 +173,7 @@ def test_to_numpy_copy_true_is_independent(t):
     if t.dtype in S.TORCH_ML_DTYPES:
         pytest.importorskip("ml_dtypes")
     out = tb.to_numpy(t, dtype=tb.PRESERVE, copy=True)
-    assert_fresh_result(out)
+    assert_fresh_result(out, t)
     assert_independent(t, out)
 
 
@@ -187,7 +186,7 @@ def test_to_numpy_default_policy_shares_unless_the_dtype_changes(t):
         assert_shares(t, out)
     else:
         assert_independent(t, out)
-        assert_fresh_result(out)
+        assert_fresh_result(out, t)
 
 
 # ---------------------------------------------------------------------------
@@ -227,7 +226,7 @@ def test_to_numpy_of_float32_array_shares(copy):
 def test_to_numpy_of_float32_array_copy_true_is_independent():
     a = np.arange(6, dtype=np.float32)[::-1]
     out = tb.to_numpy(a, copy=True)
-    assert_fresh_result(out)
+    assert_fresh_result(out, a)
     assert_independent(a, out)
 
 
@@ -235,7 +234,7 @@ def test_to_numpy_of_float64_array_copies_under_default_policy():
     a = np.linspace(0, 1, 7)
     out = tb.to_numpy(a)
     assert out.dtype == np.float32
-    assert_fresh_result(out)
+    assert_fresh_result(out, a)
     assert_independent(a, out)
     with pytest.raises(tb.ShareError, match="copy"):
         tb.to_numpy(a, copy=False)
@@ -245,7 +244,7 @@ def test_to_numpy_of_non_native_array_copies():
     a = np.arange(6, dtype=np.float32).astype(">f4" if np.little_endian else "<f4")
     out = tb.to_numpy(a, dtype=tb.PRESERVE)
     assert out.dtype == np.dtype(np.float32)
-    assert_fresh_result(out)
+    assert_fresh_result(out, a)
     assert_independent(a, out)
     with pytest.raises(tb.ShareError, match="copy"):
         tb.to_numpy(a, dtype=tb.PRESERVE, copy=False)
@@ -295,7 +294,7 @@ def test_tensor_input_copy_true_is_cloned():
     out = tb.to_tensor(t, copy=True)
     assert out.device == t.device
     assert out.dtype == t.dtype
-    assert_fresh_result(out)
+    assert_fresh_result(out, t)
     assert_independent(t, out)
 
 
@@ -382,7 +381,7 @@ def test_conj_bit_tensor_is_copied_with_conjugated_values():
     expected = base.detach().numpy().conj()
     out = tb.to_numpy(view)
     np.testing.assert_array_equal(out, expected)
-    assert_fresh_result(out)
+    assert_fresh_result(out, view)
     with torch.no_grad():
         base.add_(1)
     np.testing.assert_array_equal(out, expected)
@@ -394,7 +393,7 @@ def test_neg_bit_tensor_is_copied_with_negated_values():
     expected = -base.detach().numpy().imag
     out = tb.to_numpy(view)
     np.testing.assert_array_equal(out, expected)
-    assert_fresh_result(out)
+    assert_fresh_result(out, view)
     with torch.no_grad():
         base.add_(1j)
     np.testing.assert_array_equal(out, expected)
@@ -478,7 +477,7 @@ def test_to_tensor_copy_none_copies_where_sharing_is_impossible(case):
     )
     assert t.dtype == S.torch_dtype(expected_dtype)
     S.assert_same_values(t, plain.astype(expected_dtype))
-    assert_fresh_result(t)
+    assert_fresh_result(t, plain)
     assert_independent(plain, t)
 
 

@@ -22,7 +22,7 @@ import torch
 
 import strategies as S
 import tensorbridge as tb
-from tensorbridge import _device, _transfer
+from tensorbridge import _transfer
 from tensorbridge._dtypes import from_numpy_dtype, from_torch_dtype
 
 MB = 1 << 20
@@ -257,7 +257,7 @@ def test_source_overwritten_after_every_non_blocking_call(path: str):
         if path == "stage":
             t = _transfer.stage_to_device(a, bus, _cuda(), non_blocking=True)
         elif path == "tensor":
-            t = _device.host_to_device(torch.from_numpy(a), _cuda(), non_blocking=True)
+            t = _transfer.host_to_device(torch.from_numpy(a), _cuda(), non_blocking=True)
         else:
             t = tb.to_tensor(a, device="cuda", non_blocking=True)
         a.fill(-1)  # the caller may write the moment the call returns
@@ -290,7 +290,7 @@ def test_several_threads_convert_through_the_ring_at_once():
                 a = np.full(N // 2, value, dtype=np.float64)
                 t = _transfer.stage_to_device(a, bus, _cuda(), non_blocking=True)
                 a.fill(-1)
-                back = _device.device_to_host(t)
+                back = _transfer.device_to_host(t)
                 assert bool(torch.all(back == value)), (index, step)
         except Exception as error:  # reported below
             errors.append(error)
@@ -307,7 +307,7 @@ def test_several_threads_convert_through_the_ring_at_once():
 @pytest.mark.parametrize("non_blocking", [False, True])
 def test_caller_pinned_source(non_blocking: bool):
     pinned = torch.full((N,), 3.0, dtype=torch.float32).pin_memory()
-    t = _device.host_to_device(pinned, _cuda(), non_blocking=non_blocking)
+    t = _transfer.host_to_device(pinned, _cuda(), non_blocking=non_blocking)
     if non_blocking:
         # torch's promise: the caller waits for the stream before writing.
         torch.cuda.current_stream().synchronize()
@@ -343,7 +343,7 @@ def test_kept_results_stay_within_the_budget():
     # 18 MB each, 32 MB as torch's host allocator rounds: two fit beside the ring.
     source = torch.arange(4 * N, device="cuda", dtype=torch.int32)
     pieces = [source[i * (N // 2) : (i + 1) * (N // 2)] for i in range(8)]
-    kept = [_device.device_to_host(piece) for piece in pieces]
+    kept = [_transfer.device_to_host(piece) for piece in pieces]
     assert _transfer.pinned_memory_in_use() <= 96 * MB
     for piece, host in zip(pieces, kept, strict=True):
         assert host.is_contiguous()
@@ -363,7 +363,7 @@ def test_device_to_host_values_for_any_dtype_and_layout(budget: int, dtype: torc
     _transfer.set_pinned_memory_budget(budget)
     base = torch.randn(2048, 1024, device="cuda").to(dtype)
     for tensor in (base, base.t(), base[::2]):
-        host = _device.device_to_host(tensor)
+        host = _transfer.device_to_host(tensor)
         assert host.is_contiguous()
         assert host.device.type == "cpu"
         assert torch.equal(host, tensor.cpu())
@@ -374,7 +374,7 @@ def test_pageable_results_through_the_ring_are_exact():
     _transfer.set_pinned_memory_budget(16 * MB, staging_bytes=16 * MB)  # no room for results
     tensor = torch.randn(N // 1024, 1024, device="cuda")
     for each in (tensor, tensor.t(), torch.view_as_complex(tensor.view(-1, 2)).conj()):
-        host = _device.device_to_host(each)
+        host = _transfer.device_to_host(each)
         assert not host.is_pinned()
         assert host.is_contiguous()
         assert torch.equal(host.resolve_conj(), each.cpu().resolve_conj())
@@ -398,7 +398,7 @@ def test_small_calls_take_the_plain_path():
         a, from_numpy_dtype(np.dtype(np.float32)), _cuda(), non_blocking=True
     )
     S.assert_same_bits(t.cpu().numpy(), a.astype(np.float32))
-    assert _device.device_to_host(t).tolist() == list(range(16))
+    assert _transfer.device_to_host(t).tolist() == list(range(16))
 
 
 def test_staging_wraps_only_arrays_torch_can_wrap():

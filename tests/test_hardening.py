@@ -18,7 +18,7 @@ import torch
 
 import strategies as S
 import tensorbridge as tb
-from tensorbridge import _convert, _dtypes
+from tensorbridge import _convert
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 
@@ -519,11 +519,21 @@ def test_mixed_huge_int_and_float_still_converts():
 # --------------------------------------------------------------------------- #
 
 
-def test_dtype_cache_is_bounded():
-    for i in range(1, 2000):
-        _dtypes.resolve_dtype(f"V{i}")  # distinct valid names, as a caller building them would
-        _dtypes.resolve_dtype(np.dtype(f"S{i}"))
-    assert len(_dtypes._DTYPE_CACHE) <= 1024
+def test_memory_stays_bounded_for_ever_new_dtype_arguments():
+    # A caller building dtype arguments at run time (distinct structured dtypes, say)
+    # must not grow memory without bound: what is remembered per argument is bounded.
+    import tracemalloc
+
+    array = np.zeros(2, np.float32)
+    tracemalloc.start()
+    sizes = []
+    for round_ in range(3):
+        for i in range(1500):
+            with pytest.raises(tb.UnsupportedDtypeError):
+                tb.to_numpy(array, dtype=np.dtype([(f"f{round_}_{i}", "f4")]))
+        sizes.append(tracemalloc.get_traced_memory()[0])
+    tracemalloc.stop()
+    assert sizes[2] - sizes[0] < 1 << 20, sizes
 
 
 def test_shares_memory_falls_back_conservatively_when_the_work_bound_is_hit(monkeypatch):

@@ -190,7 +190,7 @@ def test_conversion_error_names_the_leaf_at_its_batch() -> None:
 @pytest.mark.parametrize(
     ("options", "error", "match"),
     [
-        ({"device": "nonsense"}, tb.TensorBridgeError, "not a device torch can use"),
+        ({"device": "nonsense"}, tb.TensorBridgeError, "not a device torch knows"),
         ({"device": "meta"}, tb.TensorBridgeError, "holds no data"),
         ({"device": 1.5}, tb.TensorBridgeError, "is not a device"),
         ({"device": "cpu", "casting": "bogus"}, tb.TensorBridgeError, "casting"),
@@ -234,7 +234,7 @@ def test_cuda_options_without_cuda_raise_at_the_call(options: dict[str, Any]) ->
 @pytest.mark.parametrize(
     ("batches", "match"),
     [
-        (3, r"received a int \(not a loader\)"),
+        (3, r"received an int \(not a loader\)"),
         ({"image": np.zeros(2)}, r"received a dict \(a single batch\?\)"),
         ("abc", r"received a str"),
         (b"abc", r"received a bytes"),
@@ -321,8 +321,8 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """The log of a CUDA pass run with recorders; ``run(...)`` starts one."""
     log: list[object] = []
     recorder = _Recorder(log)
-    monkeypatch.setattr(_prefetch, "_new_stream", recorder.new_stream)
-    monkeypatch.setattr(_prefetch, "_new_event", recorder.new_event)
+    monkeypatch.setattr(_prefetch, "new_stream", recorder.new_stream)
+    monkeypatch.setattr(_prefetch, "new_event", recorder.new_event)
     monkeypatch.setattr(_prefetch, "torch", recorder.namespace())
     return log
 

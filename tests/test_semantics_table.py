@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+import strategies as S
 import tensorbridge as tb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -319,8 +320,9 @@ def test_row(call: str, input_text: str, outcome: str) -> None:
         fresh = build()
         independent = convert(function, fresh, copy=True)
         assert not _aliases(fresh, independent)
-        if isinstance(independent, torch.Tensor):
-            assert independent.is_contiguous()
-        else:
-            assert independent.flags.c_contiguous
+        if isinstance(independent, np.ndarray):
             assert independent.flags.writeable
+        if isinstance(fresh, (np.ndarray, torch.Tensor)):
+            S.assert_layout(independent, fresh)  # section 5: memory order kept
+        else:
+            assert S.is_c_contiguous(independent)

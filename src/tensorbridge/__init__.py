@@ -7,6 +7,7 @@ torch.float32
 """
 
 from ._collate import collate as collate
+from ._convert import convert_like as convert_like
 from ._convert import shares_memory as shares_memory
 from ._convert import to_numpy as to_numpy
 from ._convert import to_tensor as to_tensor
@@ -19,7 +20,6 @@ from ._errors import InvalidInputError as InvalidInputError
 from ._errors import ShareError as ShareError
 from ._errors import TensorBridgeError as TensorBridgeError
 from ._errors import UnsupportedDtypeError as UnsupportedDtypeError
-from ._like import convert_like as convert_like
 from ._prefetch import prefetch as prefetch
 from ._transfer import pinned_memory_budget as pinned_memory_budget
 from ._transfer import pinned_memory_in_use as pinned_memory_in_use

@@ -1,28 +1,43 @@
 """``collate``: a DataLoader ``collate_fn`` that stacks and applies the dtype policy in one pass.
 
 ``default_collate`` followed by ``.float()`` reads every sample twice and writes
-the batch twice (stack in float64, then cast). Here each array leaf is written
-once: the output is allocated in its final dtype (in shared memory inside a
-DataLoader worker, so the batch crosses to the main process without a copy)
-and NumPy casts each sample straight into its slot.
+the batch twice (stack in float64, then cast). Here each column of leaves is
+stacked by one call: ``np.array`` for arrays, NumPy scalars and Python numbers
+(straight into the result dtype, with NumPy's values), ``torch.stack`` for
+tensors (into a batch of the result dtype where torch's cast is exact); a
+large casting batch is written sample by sample into its slots across
+threads. Inside a DataLoader worker the output is allocated in shared memory,
+so the batch crosses to the main process without a copy.
+
+Samples that do not match (other shapes, other structures) are found by the
+stacking call itself, and only then examined, for a message that names the
+leaf path and the samples that differ.
 """
 
 from __future__ import annotations
 
-import copy as copy_module
-import dataclasses
 import functools
+import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, cast
+from typing import Any, Final, NoReturn, cast
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch.utils.data import get_worker_info
 
-from . import _parallel
-from ._convert import array_to_tensor, tensor_to_tensor
-from ._device import CPU, device_to_host, host_to_device, same_device
+from . import _threads
+from ._compat import (
+    ignore_fp_errors,
+    is_mapping,
+    is_masked,
+    is_ndarray,
+    is_sequence,
+    restore_fp_errors,
+    shape_of,
+    shared_storage,
+)
+from ._convert import array_to_tensor, device_cast, fill, tensor_to_tensor
 from ._dtypes import (
     FLOAT32,
     Casting,
@@ -40,27 +55,21 @@ from ._errors import (
     ShareError,
     TensorBridgeError,
     UnsupportedDtypeError,
+    a_type,
+    first_line,
 )
-from ._inputs import check_tensor_has_data, sequence_to_array, unmask
-from ._kernels import (
-    cast_cpu_tensor,
-    cast_device_tensor,
-    cast_into,
-    cast_tensor,
-    copy_to_tensor,
-    share_ndarray,
-    share_tensor,
-    torch_strides_ok,
-)
-from ._paths import DtypeTree, Field, LeafDtypes, format_path
-from ._plan import Options, Plan, plan_for, tensor_options
-from ._transfer import batch_transfer, open_batch
-from ._tree import check_used, per_leaf, rebuild_list, rebuild_mapping, recursion_error
+from ._inputs import check_tensor, checked_numbers, unmask
+from ._kernels import cast_into, share_ndarray, share_tensor
+from ._paths import Field, LeafDtypes, LeafOptions, format_path
+from ._plan import CPU, Options, Plan, same_device
+from ._transfer import batch_transfer, host_to_device, open_batch
+from ._tree import check_used, children, leaf_options, rebuild, recursion_error
 
 __all__ = ["collate"]
 
-_NUMBERS: Final = (bool, int, float, complex)
 _NEW_MEMORY: Final = "collate stacks samples into new memory, so the batch never shares"
+_NUMBERS: Final = (bool, int, float, complex)
+_Path = tuple[object, ...]
 
 
 def collate(
@@ -83,12 +92,14 @@ def collate(
     straight into an output of the result dtype: one pass, no per-sample
     tensors, no second cast. Inside a DataLoader worker the output is allocated
     in shared memory, as ``default_collate`` does. Numbers become tensors (the
-    policy applies: Python floats become float32 by default), strings become
-    lists, and sequences are transposed into lists, as ``default_collate`` does.
+    policy applies: Python floats become float32 by default; NumPy scalars and
+    Python numbers of one kind batch together), strings become lists, and
+    sequences are transposed into lists, as ``default_collate`` does.
 
     Args:
         samples: the samples of one batch.
-        dtype: a policy or dtype, as for ``to_tensor``, applied while stacking.
+        dtype: a policy or dtype, as for ``to_tensor``, applied while stacking;
+            or per-leaf dtypes, as for ``tree_to_tensor``.
         device: where the batch goes. An exact widening (uint8 images to
             float32, say) runs there, after the narrow batch has crossed the bus.
         copy: None or True (a batch is always new memory); False raises
@@ -111,281 +122,205 @@ def collate(
     >>> batch["x"].shape, batch["x"].dtype, batch["y"], batch["id"]
     (torch.Size([2, 3]), torch.float32, tensor([1, 0]), ['a', 'b'])
     """
-    options, dtypes = per_leaf(
-        dtype, lambda each: tensor_options(each, device, copy, casting, pin_memory, non_blocking)
-    )
+
+    def make(each: object) -> Options:
+        return Options.for_tensor(each, device, copy, casting, pin_memory, non_blocking)
+
+    options, dtypes = leaf_options(dtype, make)
     if options.copy is False:
         raise ShareError(f"cannot share memory: {_NEW_MEMORY}; pass copy=None")
-    # The cast: the annotation says Sequence, but callers without a type checker
-    # may pass anything, so the check stays. An ndarray's rows are samples too,
-    # as default_collate indexes any batch.
-    given = cast(object, samples)
-    if isinstance(given, np.ndarray) and given.ndim > 0:
-        samples = list(cast("npt.NDArray[Any]", given))
-    elif isinstance(given, (str, bytes)) or not isinstance(given, Sequence):
-        raise InvalidInputError(
-            f"collate takes a list of samples, and received a {type(samples).__name__}"
-        )
-    if len(samples) == 0:
-        raise InvalidArgumentError("collate received no samples; a batch needs at least one")
+    column = _sample_list(samples)
     try:
         with batch_transfer(options.device, options.non_blocking):
-            batch = _collate(list(samples), options, (), dtypes)
+            batch = _collate(column, options, (), dtypes)
     except RecursionError:
         # A sample that contains itself, or one nested deeper than the stack allows.
-        trees = [(f"collate: in sample {index}, ", sample) for index, sample in enumerate(samples)]
+        trees = [(f"collate: in sample {index}, ", sample) for index, sample in enumerate(column)]
         raise recursion_error(trees) from None
-    check_used(dtypes, "collate")
+    check_used(dtypes, "collate", column[0])
     return batch
 
 
-def _at(
-    options: Options, dtypes: DtypeTree | None, path: tuple[object, ...], step: object
-) -> tuple[Options, tuple[object, ...], DtypeTree | None]:
-    """The options, path and per-leaf dtypes of the child at ``step``."""
-    below = None if dtypes is None else dtypes.child(step)
-    if below is None:
-        return options, (*path, step), None
-    below.used = True
-    return cast(Options, below.dtype or options), (*path, step), below if below.children else None
+def _sample_list(samples: object) -> list[Any]:
+    # Typed as object: callers without a type checker may pass anything. An
+    # ndarray's rows are samples too, as default_collate indexes any batch.
+    if is_ndarray(samples) and samples.ndim > 0:
+        return list(samples)
+    if isinstance(samples, (str, bytes)) or not is_sequence(samples):
+        raise InvalidInputError(f"collate takes a list of samples, and received {a_type(samples)}")
+    column = list(samples)
+    if not column:
+        raise InvalidArgumentError("collate received no samples; a batch needs at least one")
+    return column
 
 
-def _collate(
-    leaves: list[Any], options: Options, path: tuple[object, ...], dtypes: DtypeTree | None
-) -> Any:
-    first = leaves[0]
-    kind = _kind(first)
-    # One type for every sample is the rule; only a mix needs the per-sample look.
-    mixed = len({type(cast(object, leaf)) for leaf in leaves}) > 1
-    for index, leaf in enumerate(leaves if mixed else ()):
-        if _kind(leaf) != kind:
-            raise InvalidInputError(
-                f"collate: at {format_path(path)}, sample 0 holds a {type(first).__name__} "
-                f"and sample {index} a {type(leaf).__name__}; every sample must have the "
-                "same structure"
-            )
+def _collate(column: list[Any], options: Options, path: _Path, dtypes: LeafOptions | None) -> Any:
+    first = column[0]
+    kinds = list(map(type, column))
+    uniform = kinds.count(kinds[0]) == len(kinds)  # one C pass; a mix is examined only then
+    if isinstance(first, (str, bytes)):  # np.str_ and np.bytes_ too, as default_collate
+        return list(column) if uniform else _same_kind(column, path)
     try:
-        if kind == "array":
-            return _stack_arrays(leaves, options, path)
-        if kind == "tensor":
-            return _stack_tensors(leaves, options, path)
-        if kind == "number":
-            array = sequence_to_array(leaves, "collate")
-            return array_to_tensor(array, options, _NEW_MEMORY, True)
+        if isinstance(first, torch.Tensor):
+            return _stack_tensors(column if uniform else _same_kind(column, path), options)
+        if isinstance(first, (np.ndarray, np.generic, *_NUMBERS)):
+            return _stack_host(column if uniform else _same_kind(column, path), options, uniform)
     except TensorBridgeError as error:
         if str(error).startswith("collate: at "):
             raise
         raise type(error)(f"collate: at {format_path(path)}: {error}") from error
-    if kind == "string":
-        return list(leaves)
-    if kind == "mapping":
-        keys = list(first.keys())
-        for index, leaf in enumerate(leaves):
-            if list(leaf.keys()) != keys and set(leaf.keys()) != set(keys):
-                raise InvalidArgumentError(
-                    f"collate: at {format_path(path)}, sample 0 has keys {sorted(map(str, keys))} "
-                    f"and sample {index} has {sorted(map(str, leaf.keys()))}; every sample "
-                    "needs the same keys (fill in missing ones, or collate them yourself)"
-                )
-        items = {
-            key: _collate([leaf[key] for leaf in leaves], *_at(options, dtypes, path, key))
-            for key in keys
-        }
-        return rebuild_mapping(first, items)
-    if kind == "dataclass":
-        batch = copy_module.copy(first)
-        for field in dataclasses.fields(first):
-            column = [getattr(leaf, field.name) for leaf in leaves]
-            step = Field(field.name)
-            object.__setattr__(
-                batch, field.name, _collate(column, *_at(options, dtypes, path, step))
+    entries = children(first)
+    if entries is None:
+        raise InvalidInputError(
+            f"collate: at {format_path(path)}, cannot batch {type(first).__name__} leaves; "
+            "samples may hold arrays, tensors, numbers, strings, and mappings, sequences or "
+            "dataclasses of them (as default_collate does)"
+        )
+    columns = _transpose(column if uniform else _same_kind(column, path), entries, path)
+    values = [
+        _collate(each, *_below(options, dtypes, path, step))
+        for (step, _), each in zip(entries, columns, strict=True)
+    ]
+    return rebuild(first, values, tuples_as_lists=True)
+
+
+def _below(
+    options: Options, dtypes: LeafOptions | None, path: _Path, step: object
+) -> tuple[Options, _Path, LeafOptions | None]:
+    """The options, path and per-leaf options of the child at ``step``."""
+    node = None if dtypes is None else dtypes.child(step)
+    if node is None:
+        return options, (*path, step), None
+    node.used = True
+    return node.options or options, (*path, step), node if node.children else None
+
+
+def _transpose(
+    column: list[Any], entries: list[tuple[object, object]], path: _Path
+) -> list[list[Any]]:
+    """One column per child of the first sample, in the order of its children."""
+    first = column[0]
+    try:
+        if is_mapping(first):
+            size = len(first)
+            if any(len(sample) != size for sample in column):
+                raise KeyError(size)
+            return [[sample[key] for sample in column] for key, _ in entries]
+        if isinstance(first, Sequence):  # lists, tuples, namedtuples, range...
+            return [list(each) for each in zip(*column, strict=True)]
+        names = [cast(Field, step).name for step, _ in entries]  # a dataclass
+        return [[getattr(sample, name) for sample in column] for name in names]
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        return _structure_error(column, path)
+
+
+def _structure_error(column: list[Any], path: _Path) -> NoReturn:
+    """Raise for samples whose structure differs from the first sample's."""
+    mine = [step for step, _ in children(column[0]) or ()]
+    keys = bool(mine) and not isinstance(mine[0], (int, Field))
+    for index, sample in enumerate(column):
+        theirs = [step for step, _ in children(sample) or ()]
+        if len(theirs) != len(mine) or (keys and set(theirs) != set(mine)):
+            if keys:
+                shown = f"keys {sorted(map(str, mine))}"
+                other = f"keys {sorted(map(str, theirs))}"
+            else:
+                shown, other = _count(len(mine), "element"), _count(len(theirs), "element")
+            raise InvalidArgumentError(
+                f"collate: at {format_path(path)}, sample 0 has {shown} and sample {index} has "
+                f"{other}; every sample needs the same structure (fill in missing entries, or "
+                "collate them yourself)"
             )
-        return batch
-    if kind in ("namedtuple", "sequence"):
-        length = len(first)
-        for index, leaf in enumerate(leaves):
-            if len(leaf) != length:
-                raise InvalidArgumentError(
-                    f"collate: at {format_path(path)}, sample 0 has {length} elements and "
-                    f"sample {index} has {len(leaf)}; each must have the same length"
-                )
-        columns = [
-            _collate([leaf[position] for leaf in leaves], *_at(options, dtypes, path, step))
-            for position, step in enumerate(
-                map(Field, first._fields) if kind == "namedtuple" else range(length)
-            )
-        ]
-        if kind == "namedtuple":
-            return type(first)(*columns)
-        if isinstance(first, tuple):
-            return columns  # as default_collate: tuples (torch.return_types too) become lists
-        return rebuild_list(first, columns)  # list subclasses kept, range becomes a list
     raise InvalidInputError(
-        f"collate: at {format_path(path)}, cannot batch {type(first).__name__} leaves; "
-        "samples may hold arrays, tensors, numbers, strings, and mappings, sequences or "
-        "dataclasses of them (as default_collate does)"
+        f"collate: at {format_path(path)}, the samples' structures differ; every sample must "
+        "have the same structure"
     )
 
 
-def _kind(leaf: object) -> str:
-    if isinstance(leaf, (str, bytes)):  # np.str_ and np.bytes_ too, as default_collate
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _kind(value: object) -> str:
+    """What a leaf or container is, as ``default_collate`` tells them apart."""
+    if isinstance(value, (str, bytes)):
         return "string"
-    if isinstance(leaf, (np.ndarray, np.generic)):
-        return "array"
-    if isinstance(leaf, torch.Tensor):
+    if isinstance(value, torch.Tensor):
         return "tensor"
-    if isinstance(leaf, _NUMBERS):
-        return "number"
-    if isinstance(leaf, Mapping):
+    if isinstance(value, np.ndarray):
+        return "array"
+    if isinstance(value, (np.generic, *_NUMBERS)):
+        return "number"  # NumPy scalars and Python numbers batch together
+    if isinstance(value, Mapping):
         return "mapping"
-    # The cast: isinstance leaves the tuple's item type unknown to pyright.
-    if isinstance(leaf, tuple) and hasattr(type(cast(object, leaf)), "_fields"):
-        return "namedtuple"
-    if isinstance(leaf, (list, tuple)):
+    kind = type(value)
+    if hasattr(kind, "_fields") and issubclass(kind, tuple):
+        return kind.__qualname__  # a namedtuple: only its own type
+    if isinstance(value, Sequence):
         return "sequence"
-    if dataclasses.is_dataclass(leaf) and not isinstance(leaf, type):
-        return "dataclass"
-    if isinstance(leaf, Sequence):  # range and other sequences, as default_collate
-        return "sequence"
-    return type(leaf).__name__
+    return type(value).__qualname__
 
 
-def _check_shapes(shapes: list[tuple[int, ...]], path: tuple[object, ...]) -> tuple[int, ...]:
-    first = shapes[0]
-    for index, shape in enumerate(shapes):
-        if shape != first:
-            raise InvalidArgumentError(
-                f"collate: at {format_path(path)}, sample 0 has shape {first} and sample "
-                f"{index} has shape {shape}; stacking needs equal shapes (resize or pad the "
-                "samples, or collate this leaf yourself)"
+def _same_kind(column: list[Any], path: _Path) -> list[Any]:
+    """A column of mixed types that batches all the same (NumPy scalars with Python
+    numbers, masked arrays with plain ones), else the error naming the samples."""
+    first = column[0]
+    for index, sample in enumerate(column):
+        if _kind(sample) != _kind(first):
+            raise InvalidInputError(
+                f"collate: at {format_path(path)}, sample 0 holds {a_type(first)} and sample "
+                f"{index} {a_type(sample)}; every sample must have the same structure"
             )
-    return first
+    return column
 
 
-def _new_batch(shape: tuple[int, ...], dtype: DType, options: Options) -> torch.Tensor:
-    """Uninitialised CPU memory for the batch: shared in a worker, pinned if asked."""
-    assert dtype.torch is not None
-    if get_worker_info() is not None:
-        nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
-        # What default_collate does too: the batch crosses to the main process for free.
-        storage = torch.UntypedStorage._new_shared(nbytes)  # type: ignore[no-untyped-call]
-        strides = tuple(
-            int(np.prod(shape[axis + 1 :], dtype=np.int64)) for axis in range(len(shape))
+# --------------------------------------------------------------------------- #
+# Arrays, NumPy scalars and Python numbers: np.array
+# --------------------------------------------------------------------------- #
+
+
+def _stack_host(column: list[Any], options: Options, uniform: bool) -> torch.Tensor:
+    """A column of arrays, NumPy scalars or Python numbers, stacked by NumPy."""
+    if is_masked(column[0]) or not uniform:  # (one type in every sample: the first's)
+        column = [unmask(each) if is_masked(each) else each for each in column]
+    if not is_ndarray(column[0]):
+        try:
+            numbers = np.array(column)
+        except (ValueError, TypeError, OverflowError) as error:
+            raise _unstackable(column, error) from None
+        return array_to_tensor(
+            checked_numbers(numbers, column, "collate"), options, _NEW_MEMORY, True
         )
-        return torch.empty(0, dtype=dtype.torch).set_(storage, 0, shape, strides)
-    if options.pin_memory:
-        return torch.empty(shape, dtype=dtype.torch, pin_memory=True)
-    if dtype.numpy is not None:
-        # NumPy's allocator asks for huge pages for large blocks: faster first writes
-        # (a float64 batch cast to float32 took half the time of torch.empty's here).
-        return share_ndarray(np.empty(shape, dtype=dtype.numpy), dtype)
-    return torch.empty(shape, dtype=dtype.torch)
-
-
-def _stack_arrays(leaves: list[Any], options: Options, path: tuple[object, ...]) -> torch.Tensor:
-    arrays: list[npt.NDArray[Any]] = [
-        # The cast: isinstance leaves the masked array's type arguments unknown to pyright.
-        unmask(cast("np.ma.MaskedArray[Any, np.dtype[Any]]", leaf))
-        if isinstance(leaf, np.ma.MaskedArray)
-        else np.asarray(leaf)
-        for leaf in leaves
-    ]
-    shape = _check_shapes([array.shape for array in arrays], path)
-    sources = {from_numpy_dtype(dtype) for dtype in {array.dtype for array in arrays}}
-    source = next(iter(sources)) if len(sources) == 1 else _promote(arrays, sources, options)
+    try:
+        source = np.result_type(*column)
+    except (TypeError, ValueError) as error:
+        raise _unstackable(column, error) from None
+    if source != column[0].dtype:
+        _check_promotion(column, from_numpy_dtype(source), options)
     device = options.device
     moves_to = None if device is None or device.type == "cpu" else device
-    plan = plan_for(source, options, "torch", CPU, moves_to)
-    for each in sources - {source}:
-        check_cast(each, plan.target, options.casting, options.policy)
-    # Stacked straight into the dtype that crosses the bus (the result dtype when
-    # the batch stays here): one pass over the samples, no per-sample tensors.
-    carried = plan.bus if moves_to is not None else plan.target
-    placed = None if moves_to is None else _place((len(arrays), *shape), carried, plan, options)
-    batch = placed[0] if placed is not None else _new_batch((len(arrays), *shape), carried, options)
-    if carried.numpy is not None:
-        _stack_into(share_tensor(batch, carried), arrays)
-    else:
-        # complex32, or bfloat16/float8 without ml_dtypes: torch casts each sample.
-        for slot, array in zip(batch, arrays, strict=True):
-            slot.copy_(copy_to_tensor(array, from_numpy_dtype(array.dtype), carried))
-    if moves_to is None:
-        return batch
-    if placed is not None:
-        return placed[1]  # finished on the device when the whole batch is sent
-    moved = host_to_device(batch, moves_to, non_blocking=options.non_blocking)
-    return cast_tensor(moved, plan.target)
+    plan = options.memo.array_plan(source, options.casting, moves_to)
+    return _write_batch(column, plan, options, moves_to)
 
 
-def _place(
-    shape: tuple[int, ...], carried: DType, plan: Plan, options: Options
-) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """This leaf's slot in the batch's single transfer, if one is open and has room."""
-    assert options.device is not None
-    batch = open_batch(options.device)
-    return None if batch is None else batch.place(shape, carried, plan.target)
+def _unstackable(column: list[Any], error: BaseException) -> TensorBridgeError:
+    """The error for a column NumPy could not stack: the shapes that differ, if they do."""
+    first = shape_of(column[0])
+    for index, sample in enumerate(column):
+        if shape_of(sample) != first:
+            return InvalidArgumentError(
+                f"sample 0 has shape {first} and sample {index} has shape {shape_of(sample)}; "
+                "stacking needs equal shapes (resize or pad the samples, or collate this leaf "
+                "yourself)"
+            )
+    return InvalidInputError(f"the samples do not stack ({first_line(error)})")
 
 
-def _stack_into(view: npt.NDArray[Any], arrays: list[npt.NDArray[Any]]) -> None:
-    """Write each sample's values, converted as NumPy converts, into its row of ``view``.
-
-    Samples of the batch's own dtype are copied by one ``torch.stack`` into the
-    batch (torch's parallel copy, what ``default_collate`` runs, without its
-    per-sample tensors). A large batch that casts is split across threads, one
-    sample per task; a small one is one ``np.stack`` call.
-    """
-    target = view.dtype
-    if target.isbuiltin == 1 and all(
-        array.dtype == target  # so native byte order too
-        and array.flags.writeable
-        and torch_strides_ok(array)
-        for array in arrays
-    ):
-        # torch's stubs leave from_numpy's parameter unannotated.
-        torch.stack(
-            [torch.from_numpy(array) for array in arrays],  # pyright: ignore[reportUnknownMemberType]
-            out=torch.from_numpy(view),  # pyright: ignore[reportUnknownMemberType]
-        )
-        return
-    if view.ndim > 1 and view.nbytes >= _parallel.PARALLEL_BYTES:
-        _parallel.run(
-            [
-                functools.partial(cast_into, slot, array, parallel=False)
-                for slot, array in zip(view, arrays, strict=True)
-            ]
-        )
-        return
-    if all(
-        np.can_cast(dtype, target, "unsafe") and (dtype.kind != "c" or target.kind == "c")
-        for dtype in {array.dtype for array in arrays}
-    ):
-        # cast_into's rules in one call: NumPy's values, without its warnings.
-        with np.errstate(all="ignore"):
-            np.stack(arrays, out=view, casting="unsafe")
-        return
-    # Complex into real, or ml_dtypes pairs without a direct cast: cast_into knows how.
-    # (0-d samples get one-element rows: a row of a 1-d array is a NumPy scalar,
-    # which copyto cannot write into.)
-    for slot, array in zip(view if view.ndim > 1 else view[:, np.newaxis], arrays, strict=True):
-        cast_into(slot, array)
-
-
-def _promote(arrays: list[npt.NDArray[Any]], sources: set[DType], options: Options) -> DType:
-    try:
-        promoted = from_numpy_dtype(np.result_type(*arrays))
-    except TypeError as error:
-        raise InvalidArgumentError(
-            f"the samples' dtypes {sorted({str(a.dtype) for a in arrays})} have no common "
-            f"dtype ({error}); give every sample of this leaf one numeric dtype"
-        ) from None
-    _check_integer_promotion(sources, promoted, options)
-    return promoted
-
-
-def _check_integer_promotion(sources: set[DType], promoted: DType, options: Options) -> None:
+def _check_promotion(column: list[Any], promoted: DType, options: Options) -> None:
     """Raise where integer samples would be batched as floats (int64 with uint64: contract 7)."""
+    sources = {from_numpy_dtype(each.dtype) for each in column}
     if (
-        options.fixed is None
+        options.memo.fixed is None
         and promoted.kind not in "biu"
         and all(each.kind in "biu" for each in sources)
     ):
@@ -395,124 +330,199 @@ def _check_integer_promotion(sources: set[DType], promoted: DType, options: Opti
             "integers above 2**53); give every sample of this leaf one integer dtype, or "
             "pass an explicit dtype= to cast every sample to it"
         )
+    target = options.memo.result(promoted)
+    for each in sources:
+        check_cast(each, target, options.casting, options.memo.policy)
 
 
-def _promote_tensors(sources: set[DType], options: Options) -> DType:
-    """torch's promotion (what torch.stack does), NumPy's where torch has none (uint64)."""
-    dtypes = [each.torch for each in sources if each.torch is not None]
+def _write_batch(
+    column: list[Any], plan: Plan, options: Options, moves_to: torch.device | None
+) -> torch.Tensor:
+    """The column of arrays in one new batch of the dtype that crosses the bus.
+
+    A small batch is one ``np.array`` call straight into that dtype; a large
+    one is written sample by sample into its slots, across threads.
+    """
+    carried = plan.bus if moves_to is not None else plan.target
+    shape = (len(column), *column[0].shape)
+    if any(sample.shape != shape[1:] for sample in column):
+        raise _unstackable(column, ValueError("shapes differ"))
+    stacked = None
+    if carried.numpy is not None and math.prod(shape) * carried.itemsize < _threads.PARALLEL_BYTES:
+        stacked = _stacked(column, carried)
+        if moves_to is None and not options.pin_memory and get_worker_info() is None:
+            return share_ndarray(stacked, carried)
+    placed = None
+    if moves_to is not None:
+        batch = open_batch(moves_to)
+        placed = None if batch is None else batch.place(shape, carried, plan.target)
+    out = placed[0] if placed is not None else _new_batch(shape, carried, options)
+    if stacked is not None:
+        np.copyto(share_tensor(out, carried), stacked)
+    else:
+        _fill_batch(out, column, plan, carried)
+    if moves_to is None:
+        return out
+    if placed is not None:
+        return placed[1]  # finished on the device when the whole batch is sent
+    moved = host_to_device(out, moves_to, non_blocking=options.non_blocking)
+    return moved if moved.dtype == plan.target.torch else device_cast(moved, plan)
+
+
+def _stacked(column: list[Any], carried: DType) -> npt.NDArray[Any]:
+    """One ``np.array`` call: the samples stacked straight into ``carried``, NumPy's values."""
+    token = ignore_fp_errors()
     try:
-        promoted = from_torch_dtype(functools.reduce(torch.promote_types, dtypes))
+        return np.array(column, dtype=carried.numpy)
+    finally:
+        restore_fp_errors(token)
+
+
+def _fill_batch(out: torch.Tensor, column: list[Any], plan: Plan, carried: DType) -> None:
+    """Each sample's values, converted as NumPy converts them, into its row of ``out``."""
+    if carried.numpy is None:  # complex32, or bfloat16/float8 without ml_dtypes
+        for slot, array in zip(out, column, strict=True):
+            fill(slot, array, plan)
+        return
+    view = share_tensor(out, carried)
+    rows = view if view.ndim > 1 else view[:, np.newaxis]  # a 1-d row would be a scalar
+    samples = column if view.ndim > 1 else [np.reshape(each, (1,)) for each in column]
+    tasks = [
+        functools.partial(cast_into, slot, array, parallel=False)
+        for slot, array in zip(rows, samples, strict=True)
+    ]
+    _threads.run(tasks)
+
+
+def _new_batch(shape: tuple[int, ...], dtype: DType, options: Options) -> torch.Tensor:
+    """Uninitialised CPU memory for the batch: shared in a worker, pinned if asked."""
+    assert dtype.torch is not None
+    if get_worker_info() is not None:
+        count = math.prod(shape)
+        # What default_collate does too: the batch crosses to the main process for free.
+        storage = shared_storage(dtype.itemsize * count)
+        strides = tuple(math.prod(shape[axis + 1 :]) for axis in range(len(shape)))
+        return torch.empty(0, dtype=dtype.torch, device=CPU).set_(storage, 0, shape, strides)
+    if options.pin_memory:
+        return torch.empty(shape, dtype=dtype.torch, device=CPU, pin_memory=True)
+    if dtype.numpy is not None:
+        # NumPy's allocator asks for huge pages for large blocks: faster first writes
+        # (a float64 batch cast to float32 took half the time of torch.empty's here).
+        return share_ndarray(np.empty(shape, dtype=dtype.numpy), dtype)
+    return torch.empty(shape, dtype=dtype.torch, device=CPU)
+
+
+# --------------------------------------------------------------------------- #
+# Tensors: torch.stack
+# --------------------------------------------------------------------------- #
+
+
+def _stack_tensors(column: list[torch.Tensor], options: Options) -> torch.Tensor:
+    """A column of tensors, stacked by ``torch.stack`` (graph kept, as ``default_collate``)."""
+    if column[0].is_quantized:
+        column = _dequantized(column, options)
+    for sample in column:
+        try:
+            held = sample.untyped_storage().data_ptr()
+        except RuntimeError:  # no storage to read: sparse tensors, torch.func wrappers
+            held = 0
+        if not held and sample.numel():
+            check_tensor(sample)  # the check explains (freed storage, say)
+    first = column[0]
+    here = first.device
+    there = options.device
+    moves_to = None if there is None or same_device(here, there) else there
+    plan = options.memo.tensor_plan("tensor", first.dtype, options.casting, here, moves_to)
+    safe = _threads.torch_threads_safe(first.numel() * len(column))
+    if (
+        moves_to is None
+        and plan.kernel in ("none", "torch")
+        and here.type == "cpu"
+        and not (first.requires_grad and torch.is_grad_enabled())  # out= cuts the graph
+        and safe
+    ):
+        out = _new_batch((len(column), *first.shape), plan.target, options)
+        try:
+            return torch.stack(column, 0, out=out)  # cast while stacking: torch's is exact
+        except RuntimeError:
+            pass  # mixed dtypes that do not cast into it, or samples that do not stack
+    try:
+        # In a forked child torch's threads would hang: NumPy stacks there.
+        stacked = torch.stack(column) if safe else _numpy_stack(column)
     except RuntimeError:
-        # torch promotes uint16/32/64 with no other dtype.
-        if not all(each.numpy is not None for each in sources):
+        stacked = _mixed_stack(column)
+    if stacked.dtype != first.dtype:
+        _check_tensor_promotion(column, stacked, options)
+    return tensor_to_tensor(stacked, options, _NEW_MEMORY)
+
+
+def _numpy_stack(column: list[torch.Tensor]) -> torch.Tensor:
+    """The stack of a column of CPU tensors, by NumPy (a forked child's safe copy)."""
+    arrays = [
+        share_tensor(each.detach().resolve_conj().resolve_neg(), from_torch_dtype(each.dtype))
+        for each in column
+    ]
+    dtype = from_numpy_dtype(np.result_type(*arrays))
+    return share_ndarray(_stacked(arrays, dtype), dtype)
+
+
+def _check_tensor_promotion(
+    column: list[torch.Tensor], stacked: torch.Tensor, options: Options
+) -> None:
+    """Raise where integer samples were batched as floats (int64 with uint64: contract 7)."""
+    sources = {from_torch_dtype(each.dtype) for each in column}
+    if (
+        options.memo.fixed is None
+        and (stacked.is_floating_point() or stacked.is_complex())
+        and all(each.kind in "biu" for each in sources)
+    ):
+        raise CastingError(
+            f"the samples' dtypes {sorted(each.name for each in sources)} have no common "
+            "integer dtype (a batch of them would be floating, which rounds integers above "
+            "2**53); give every sample of this leaf one integer dtype, or pass an explicit "
+            "dtype= to cast every sample to it"
+        )
+
+
+def _mixed_stack(column: list[torch.Tensor]) -> torch.Tensor:
+    """A column ``torch.stack`` refused: stacked by NumPy where only torch's promotion was
+    missing (uint16 to uint64 promote with nothing in torch), else the clear error."""
+    for sample in column:
+        check_tensor(sample)
+    first = column[0]
+    devices = sorted({str(sample.device) for sample in column})
+    if len(devices) > 1:
+        raise InvalidArgumentError(
+            f"the samples' tensors live on different devices {devices}; move them to one "
+            "device first"
+        )
+    for index, sample in enumerate(column):
+        if sample.shape != first.shape:
             raise InvalidArgumentError(
-                f"the samples' dtypes {sorted(each.name for each in sources)} have no common "
-                "dtype; give every sample of this leaf one dtype"
-            ) from None
-        promoted = from_numpy_dtype(np.result_type(*(each.numpy for each in sources)))
-    _check_integer_promotion(sources, promoted, options)
-    return promoted
-
-
-def _dequantized(leaves: list[torch.Tensor], sources: set[DType], options: Options) -> list[Any]:
-    """Quantized samples as floats, where an explicit floating dtype asks for that (contract 4)."""
-    target = options.fixed
+                f"sample 0 has shape {tuple(first.shape)} and sample {index} has shape "
+                f"{tuple(sample.shape)}; stacking needs equal shapes (resize or pad the "
+                "samples, or collate this leaf yourself)"
+            )
+    sources = {from_torch_dtype(sample.dtype) for sample in column}
+    if first.device.type == "cpu" and all(each.numpy is not None for each in sources):
+        return _numpy_stack(column)
     names = sorted(each.name for each in sources)
+    raise InvalidArgumentError(
+        f"the samples' tensors (dtypes {', '.join(names)}) do not stack; give every sample "
+        "of this leaf one dtype"
+    )
+
+
+def _dequantized(column: list[torch.Tensor], options: Options) -> list[torch.Tensor]:
+    """Quantized samples as floats, where an explicit floating dtype asks for that (contract 4)."""
+    target = options.memo.fixed
+    names = sorted({str(each.dtype).removeprefix("torch.") for each in column})
     if target is None or target.kind not in "fc":
         raise UnsupportedDtypeError(
             f"the samples are quantized tensors ({', '.join(names)}), and a batch of them "
             "has no dtype the policy can keep; pass an explicit floating dtype "
             "(dtype=torch.float32) to dequantize them, or stack them yourself with torch.stack"
         )
-    for each in sources:
-        check_cast(each, target, options.casting, options.policy)
-    return [leaf.dequantize() if leaf.is_quantized else leaf for leaf in leaves]
-
-
-def _stack_with_graph(leaves: list[torch.Tensor], source: DType, options: Options) -> torch.Tensor:
-    """Samples that require grad: ``torch.stack`` records the graph, then ``to_tensor``'s cast.
-
-    Writing samples into the slots of a preallocated batch would cut the graph,
-    so the batch is stacked as ``default_collate`` stacks it, and the dtype change
-    goes through the same path as ``to_tensor`` of a tensor that requires grad.
-    """
-    assert source.torch is not None
-    stacked = torch.stack([leaf.to(dtype=source.torch) for leaf in leaves])
-    fresh = Options(
-        options.dtype,
-        options.policy,
-        options.fixed,
-        options.device,
-        None,  # the stacked batch is new memory already: no second copy for copy=True
-        options.casting,
-        options.pin_memory,
-        options.non_blocking,
-    )
-    return tensor_to_tensor(stacked, fresh)
-
-
-def _stack_tensors(
-    leaves: list[torch.Tensor], options: Options, path: tuple[object, ...]
-) -> torch.Tensor:
-    for leaf in leaves:
-        check_tensor_has_data(leaf)
-    layouts = {(leaf.shape, leaf.device, leaf.dtype) for leaf in leaves}  # one pass
-    shape = tuple(leaves[0].shape)
-    if len({each[0] for each in layouts}) > 1:
-        _check_shapes([tuple(leaf.shape) for leaf in leaves], path)
-    devices = {each[1] for each in layouts}
-    if len(devices) > 1:
-        raise InvalidArgumentError(
-            f"the samples' tensors live on different devices {sorted(map(str, devices))}; "
-            "move them to one device first (or pass device= to convert them together "
-            "after moving)"
-        )
-    distinct = {from_torch_dtype(each[2]) for each in layouts}
-    if any(each.kind == "q" for each in distinct):
-        leaves = _dequantized(leaves, distinct, options)
-        distinct = {from_torch_dtype(dtype) for dtype in {leaf.dtype for leaf in leaves}}
-    source = next(iter(distinct)) if len(distinct) == 1 else _promote_tensors(distinct, options)
-    here = leaves[0].device
-    there = options.device or here
-    moves_to = None if same_device(here, there) else there
-    plan = plan_for(source, options, "torch", here, moves_to)
-    target = plan.target
-    for each in distinct - {source}:
-        check_cast(each, target, options.casting, options.policy)
-    assert target.torch is not None
-    if torch.is_grad_enabled() and any(leaf.requires_grad for leaf in leaves):
-        return _stack_with_graph(leaves, source, options)
-    carried = plan.bus if moves_to is not None else target
-    placed: tuple[torch.Tensor, torch.Tensor] | None = None
-    if here.type != "cpu":
-        # On a device: stack there (one kernel), then cast with NumPy's values.
-        stacked = torch.stack([leaf.to(dtype=source.torch) for leaf in leaves])
-        batch = cast_device_tensor(stacked, carried)
-    else:
-        placed = None if moves_to is None else _place((len(leaves), *shape), carried, plan, options)
-        batch = (
-            placed[0] if placed is not None else _new_batch((len(leaves), *shape), carried, options)
-        )
-        if distinct == {carried}:
-            torch.stack(leaves, 0, out=batch)  # no dtype change: a copy, as default_collate's
-        elif carried.numpy is not None and all(each.numpy is not None for each in distinct):
-            # NumPy casts, as for array leaves: NumPy's values, no torch warnings.
-            arrays = [
-                share_tensor(leaf.resolve_conj().resolve_neg(), from_torch_dtype(leaf.dtype))
-                for leaf in leaves
-            ]
-            _stack_into(share_tensor(batch, carried), arrays)
-        else:
-            for slot, leaf in zip(batch, leaves, strict=True):
-                real = leaf.is_complex() and carried.kind != "c"
-                slot.copy_(leaf.real if real else leaf)  # .real: no complex-to-real warning
-    if moves_to is None:
-        return batch
-    if here.type == "cpu":
-        if placed is not None:
-            return placed[1]  # finished on the device when the whole batch is sent
-        moved = host_to_device(batch, moves_to, non_blocking=options.non_blocking)
-        return cast_tensor(moved, target)
-    if moves_to.type == "cpu":
-        return cast_cpu_tensor(device_to_host(batch), carried, target)
-    return cast_device_tensor(batch.to(moves_to), target)
+    for name in names:
+        check_cast(from_torch_dtype(getattr(torch, name)), target, options.casting, None)
+    return [each.dequantize() if each.is_quantized else each for each in column]

@@ -1,18 +1,24 @@
-"""Dtype tables, dtype policies and the casting rule.
+"""Dtype tables, dtype policies, the casting rule and the proven-exact kernel table.
 
-Every dtype either library knows is described once, at import time, by a
-``DType`` record: its canonical name, its kind, its torch and NumPy
-counterparts (either may be missing) and, for floating types, the exact shape
-of its number format. Everything else in tensorbridge looks dtypes up here.
+Every dtype either library knows is described once by a ``DType`` record: its
+canonical name, its kind, its torch and NumPy counterparts (either may be
+missing) and, for floating types, the exact shape of its number format.
+Records are singletons, so they compare by identity and pickle by name.
+
+ml_dtypes (the optional extra that gives NumPy bfloat16 and the float8 types)
+costs most of a second to import, so it is imported only when a conversion
+first meets one of its types, or at once when the user imported it already.
+The records of those types are made then, once.
 """
 
 from __future__ import annotations
 
 import builtins
-import contextlib
 import dataclasses
 import importlib
 import math
+import sys
+import threading
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Final, Literal, TypeAlias, cast
@@ -20,20 +26,33 @@ from typing import Any, Final, Literal, TypeAlias, cast
 import numpy as np
 import torch
 
-from ._errors import CastingError, InvalidArgumentError, UnsupportedDtypeError
+from ._compat import native
+from ._errors import (
+    CastingError,
+    InvalidArgumentError,
+    UnsupportedDtypeError,
+    first_line,
+    short_repr,
+)
 
 __all__ = [
     "FLOAT32",
     "PRESERVE",
+    "TORCH_EXACT_CASTS",
     "Casting",
     "DType",
     "DTypeLike",
     "DtypePolicy",
+    "all_dtypes",
+    "apply_policy",
     "check_cast",
+    "check_casting_value",
     "from_numpy_dtype",
     "from_torch_dtype",
     "ml_dtypes_module",
+    "numpy_casts_quietly",
     "resolve_dtype",
+    "torch_casts_exactly",
 ]
 
 TorchDType: TypeAlias = torch.dtype  # for annotations inside DType, whose field is named torch
@@ -43,21 +62,6 @@ CASTING_RULES: Final = ("no", "equiv", "safe", "same_kind", "unsafe")
 #: Anything that names a dtype: a torch dtype, a NumPy dtype or scalar type
 #: (ml_dtypes types included) or a name such as ``"bfloat16"``.
 DTypeLike: TypeAlias = "torch.dtype | np.dtype[Any] | type[Any] | str"
-
-
-def _import_ml_dtypes() -> ModuleType | None:
-    try:
-        return importlib.import_module("ml_dtypes")
-    except ImportError:
-        return None
-
-
-_ml_dtypes: Final = _import_ml_dtypes()
-
-
-def ml_dtypes_module() -> ModuleType | None:
-    """The imported ``ml_dtypes`` module, or None when the extra is not installed."""
-    return _ml_dtypes
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,14 +150,18 @@ class DType:
     #: True when ``numpy`` is a dtype NumPy itself defines, so NumPy's own
     #: casting tables apply (False for the ml_dtypes types).
     numpy_builtin: bool = False
-    #: For types NumPy only knows through ml_dtypes: the unsigned-or-signed
-    #: integer dtypes of the same width that carry the bits across.
+    #: For types NumPy only knows through ml_dtypes: the integer dtypes of the
+    #: same width that carry the bits across.
     bits_torch: TorchDType | None = None
     bits_numpy: np.dtype[Any] | None = None
     format: FloatFormat | None = None
 
     def __repr__(self) -> str:
         return f"DType({self.name})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Records are singletons: an unpickled one is this process's record.
+        return (_unpickle_record, (self.name, self.torch, self.numpy))
 
     def component_format(self) -> FloatFormat | None:
         """The format of a real value, or of one part of a complex value."""
@@ -185,6 +193,7 @@ _BUILTIN_NAMES: Final = (
     "complex64",
     "complex128",
 )
+# Floating types torch has and NumPy knows only through ml_dtypes.
 _ML_NAMES: Final = (
     "bfloat16",
     "float8_e4m3fn",
@@ -193,8 +202,10 @@ _ML_NAMES: Final = (
     "float8_e5m2fnuz",
     "float8_e8m0fnu",
 )
-_QUANTIZED_NAMES: Final = ("qint8", "quint8", "qint32", "quint4x2", "quint2x4")
-# Floating types only ml_dtypes defines (0.5 and 0.6): NumPy holds them, torch does not.
+_ML_TORCH: Final = frozenset(
+    value for value in (getattr(torch, name, None) for name in _ML_NAMES) if value is not None
+)
+# Floating types only ml_dtypes defines (0.5 to 0.7): NumPy holds them, torch does not.
 _ML_ONLY_NAMES: Final = (
     "float8_e4m3",
     "float8_e3m4",
@@ -203,6 +214,7 @@ _ML_ONLY_NAMES: Final = (
     "float6_e3m2fn",
     "float4_e2m1fn",
 )
+_QUANTIZED_NAMES: Final = ("qint8", "quint8", "qint32", "quint4x2", "quint2x4")
 
 _BY_NAME: dict[str, DType] = {}
 _BY_TORCH: dict[torch.dtype, DType] = {}
@@ -218,10 +230,97 @@ def _register(record: DType) -> DType:
     return record
 
 
+def _register_builtins() -> None:
+    # NumPy's own dtypes; longdouble and clongdouble have no torch counterpart.
+    for name in (*_BUILTIN_NAMES, "longdouble", "clongdouble"):
+        np_dtype = np.dtype(name)
+        _register(
+            DType(
+                name=name,
+                kind=np_dtype.kind,
+                itemsize=np_dtype.itemsize,
+                torch=getattr(torch, name, None),
+                numpy=np_dtype,
+                numpy_builtin=True,
+                format=_FORMATS.get(name),
+            )
+        )
+    _register(DType("complex32", "c", 4, torch.complex32, None))
+    for name in _QUANTIZED_NAMES:
+        torch_dtype = getattr(torch, name, None)
+        if torch_dtype is not None:
+            _register(DType(name, "q", torch_dtype.itemsize, torch_dtype, None))
+    # Whatever else torch defines (bits8, uint1..7, int1..7, float4_e2m1fn_x2, ...)
+    # exists only as storage: no arithmetic, no casts, no NumPy counterpart.
+    for attribute in dir(torch):
+        value = getattr(torch, attribute)
+        if isinstance(value, torch.dtype) and value not in _BY_TORCH and value not in _ML_TORCH:
+            _register(DType(str(value).removeprefix("torch."), "x", value.itemsize, value, None))
+
+
+_register_builtins()
+
+
+# --------------------------------------------------------------------------- #
+# ml_dtypes, imported when first needed
+# --------------------------------------------------------------------------- #
+
+_ml_lock = threading.Lock()
+_ml_loaded = False
+_ml_module: ModuleType | None = None
+
+
+def ml_dtypes_module() -> ModuleType | None:
+    """The ``ml_dtypes`` module (imported now if it was not), or None when not installed."""
+    _load_ml_dtypes()
+    return _ml_module
+
+
+def _load_ml_dtypes() -> None:
+    """Make the records of the types ml_dtypes gives NumPy (once, on first need)."""
+    global _ml_loaded, _ml_module
+    if _ml_loaded:
+        return
+    with _ml_lock:
+        if _ml_loaded:
+            return
+        try:
+            module: ModuleType | None = importlib.import_module("ml_dtypes")
+        except ImportError:
+            module = None
+        for name in _ML_NAMES:
+            torch_dtype = getattr(torch, name, None)
+            if torch_dtype is not None:
+                _register(_ml_record(name, torch_dtype, getattr(module, name, None)))
+        for name in _ML_ONLY_NAMES:
+            ml_type = getattr(module, name, None)
+            if ml_type is not None:
+                np_dtype = np.dtype(ml_type)
+                _register(
+                    DType(name, "f", np_dtype.itemsize, None, np_dtype, format=_ml_format(np_dtype))
+                )
+        _ml_module = module
+        _ml_loaded = True
+
+
+def _ml_record(name: str, torch_dtype: torch.dtype, ml_type: object) -> DType:
+    itemsize = torch_dtype.itemsize
+    return DType(
+        name=name,
+        kind="f",
+        itemsize=itemsize,
+        torch=torch_dtype,
+        numpy=None if ml_type is None else np.dtype(cast(Any, ml_type)),
+        bits_torch=torch.int16 if itemsize == 2 else torch.uint8,
+        bits_numpy=np.dtype(np.int16) if itemsize == 2 else np.dtype(np.uint8),
+        format=_FORMATS[name],
+    )
+
+
 def _ml_format(dtype: np.dtype[Any]) -> FloatFormat:
-    """The format of an ml_dtypes floating type, read from its finfo and its casts."""
-    assert _ml_dtypes is not None
-    info = _ml_dtypes.finfo(dtype)
+    """The format of an ml_dtypes-only floating type, read from its finfo and its casts."""
+    assert _ml_module is not None or "ml_dtypes" in sys.modules
+    info = importlib.import_module("ml_dtypes").finfo(dtype)
 
     def through(value: float) -> float:
         return float(np.array(value, np.float32).astype(dtype).astype(np.float32))
@@ -237,79 +336,24 @@ def _ml_format(dtype: np.dtype[Any]) -> FloatFormat:
     )
 
 
-def _build_tables() -> None:
-    # NumPy's own dtypes; longdouble and clongdouble have no torch counterpart.
-    for name in (*_BUILTIN_NAMES, "longdouble", "clongdouble"):
-        np_dtype = np.dtype(name)
-        _register(
-            DType(
-                name=name,
-                kind=np_dtype.kind,
-                itemsize=np_dtype.itemsize,
-                torch=getattr(torch, name, None),
-                numpy=np_dtype,
-                numpy_builtin=True,
-                format=_FORMATS.get(name),
-            )
-        )
-    for name in _ML_NAMES:
-        torch_dtype = getattr(torch, name, None)
-        ml_type = getattr(_ml_dtypes, name, None) if _ml_dtypes is not None else None
-        if torch_dtype is None:
-            continue
-        itemsize = torch_dtype.itemsize
-        _register(
-            DType(
-                name=name,
-                kind="f",
-                itemsize=itemsize,
-                torch=torch_dtype,
-                numpy=np.dtype(ml_type) if ml_type is not None else None,
-                bits_torch=torch.int16 if itemsize == 2 else torch.uint8,
-                bits_numpy=np.dtype(np.int16) if itemsize == 2 else np.dtype(np.uint8),
-                format=_FORMATS[name],
-            )
-        )
-    for name in (*_ML_NAMES, *_ML_ONLY_NAMES):
-        ml_type = getattr(_ml_dtypes, name, None) if _ml_dtypes is not None else None
-        if name in _BY_NAME or ml_type is None:
-            continue
-        np_dtype = np.dtype(ml_type)
-        _register(
-            DType(
-                name=name,
-                kind="f",
-                itemsize=np_dtype.itemsize,
-                torch=None,
-                numpy=np_dtype,
-                format=_ml_format(np_dtype),
-            )
-        )
-    _register(DType("complex32", "c", 4, torch.complex32, None))
-    for name in _QUANTIZED_NAMES:
-        torch_dtype = getattr(torch, name, None)
-        if torch_dtype is not None:
-            _register(DType(name, "q", torch_dtype.itemsize, torch_dtype, None))
-    # Whatever else torch defines (bits8, uint1..7, int1..7, float4_e2m1fn_x2, ...)
-    # exists only as storage: no arithmetic, no casts, no NumPy counterpart.
-    for attribute in dir(torch):
-        value = getattr(torch, attribute)
-        if isinstance(value, torch.dtype) and value not in _BY_TORCH:
-            name = str(value).removeprefix("torch.")
-            _register(DType(name, "x", value.itemsize, value, None))
+if "ml_dtypes" in sys.modules:  # imported by the user already: nothing to wait for
+    _load_ml_dtypes()
 
 
-_build_tables()
+# --------------------------------------------------------------------------- #
+# Looking records up
+# --------------------------------------------------------------------------- #
 
 
 def from_torch_dtype(dtype: torch.dtype) -> DType:
     """The record of a torch dtype (every torch dtype has one)."""
     record = _BY_TORCH.get(dtype)
-    if record is None:
-        record = _register(
-            DType(str(dtype).removeprefix("torch."), "x", dtype.itemsize, dtype, None)
-        )
-    return record
+    if record is not None:
+        return record
+    if dtype in _ML_TORCH and not _ml_loaded:
+        _load_ml_dtypes()
+        return _BY_TORCH[dtype]
+    return _register(DType(str(dtype).removeprefix("torch."), "x", dtype.itemsize, dtype, None))
 
 
 def from_numpy_dtype(dtype: np.dtype[Any]) -> DType:
@@ -318,22 +362,37 @@ def from_numpy_dtype(dtype: np.dtype[Any]) -> DType:
     if record is not None:
         return record
     if not dtype.isnative:
-        # numpy's stubs type newbyteorder's result as typing.Self, which pyright cannot
-        # resolve under pythonVersion 3.10.
-        return from_numpy_dtype(dtype.newbyteorder("="))  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
+        return from_numpy_dtype(native(dtype))
     if dtype.kind in "biufc":
         # Aliases such as np.dtype("q") vs np.dtype("l") compare equal but may
-        # hash apart on some platforms: look them up by kind and size instead.
-        for record in _BY_NUMPY.values():
-            if record.numpy is not None and record.numpy_builtin and record.numpy == dtype:
-                return record
+        # hash apart on some platforms: look them up by equality instead.
+        for each in _BY_NUMPY.values():
+            if each.numpy_builtin and each.numpy == dtype:
+                return each
+    if not _ml_loaded and "ml_dtypes" in sys.modules:  # an ml_dtypes type, imported meanwhile
+        _load_ml_dtypes()
+        return from_numpy_dtype(dtype)
     return DType(str(dtype), "x", dtype.itemsize, None, dtype)
 
 
-_DTYPE_CACHE: dict[object, DType] = {}
-#: At most this many dtype-likes are remembered: a caller passing ever new
-#: values (distinct strings built at run time, say) must not grow memory.
-_DTYPE_CACHE_SIZE: Final = 256
+def _unpickle_record(
+    name: str, torch_dtype: torch.dtype | None, numpy: np.dtype[Any] | None
+) -> DType:
+    if torch_dtype is not None:
+        return from_torch_dtype(torch_dtype)
+    if name in _ML_ONLY_NAMES:
+        _load_ml_dtypes()
+    if name in _BY_NAME:
+        return _BY_NAME[name]
+    assert numpy is not None
+    return from_numpy_dtype(numpy)
+
+
+# Python types NumPy reads as dtypes (np.dtype(float) is float64, and so on).
+_PYTHON_TYPES: Final = (bool, int, float, complex, object, str, bytes)
+_NOT_A_DTYPE: Final = (
+    "pass a torch dtype, a NumPy dtype or scalar type, a dtype name string, or a tb.DtypePolicy"
+)
 
 
 def resolve_dtype(dtype: object) -> DType:
@@ -343,26 +402,14 @@ def resolve_dtype(dtype: object) -> DType:
         InvalidArgumentError: for an unknown name or a value that is no dtype.
         UnsupportedDtypeError: for a name NumPy and torch read as different dtypes.
     """
-    try:
-        return _DTYPE_CACHE[dtype]
-    except (KeyError, TypeError):
-        pass
-    record = _resolve_uncached(dtype)
-    if len(_DTYPE_CACHE) < _DTYPE_CACHE_SIZE:
-        with contextlib.suppress(TypeError):  # unhashable dtype-likes are not cached
-            _DTYPE_CACHE[dtype] = record
-    return record
-
-
-def _resolve_uncached(dtype: object) -> DType:
     if isinstance(dtype, torch.dtype):
         return from_torch_dtype(dtype)
+    if isinstance(dtype, str):
+        return _resolve_name(dtype)
     if isinstance(dtype, DtypePolicy):
         raise InvalidArgumentError(
             "a DtypePolicy cannot be used here; pass it as dtype= to to_tensor or to_numpy"
         )
-    if isinstance(dtype, str):
-        return _resolve_name(dtype)
     if dtype is None:
         raise InvalidArgumentError(
             "dtype=None is not a dtype; pass dtype=tb.PRESERVE to keep every dtype as it is"
@@ -374,61 +421,86 @@ def _resolve_uncached(dtype: object) -> DType:
         )
     if isinstance(dtype, type) and not issubclass(dtype, (np.generic, *_PYTHON_TYPES)):
         raise InvalidArgumentError(
-            f"dtype={dtype.__name__} is a class, not a dtype; pass a torch dtype, a NumPy "
-            "dtype or scalar type, a dtype name string, or a tb.DtypePolicy"
+            f"dtype={dtype.__name__} is a class, not a dtype; {_NOT_A_DTYPE}"
         )
     try:
         np_dtype = np.dtype(cast(Any, dtype))
     except (TypeError, ValueError, OverflowError, RecursionError) as error:
         raise InvalidArgumentError(
-            f"dtype={_short_repr(cast(Any, dtype))} is not a dtype ({_first_line(error)}); "
-            "pass a torch "
-            "dtype, a NumPy dtype or scalar type, a dtype name string, or a tb.DtypePolicy"
+            f"dtype={short_repr(dtype)} is not a dtype ({first_line(error)}); {_NOT_A_DTYPE}"
         ) from None
     return from_numpy_dtype(np_dtype)
 
 
-# Python types NumPy reads as dtypes (np.dtype(float) is float64, and so on).
-_PYTHON_TYPES: Final = (bool, int, float, complex, object, str, bytes)
-
-
-def _resolve_name(dtype: str) -> DType:
-    name = dtype.removeprefix("torch.")
+def _resolve_name(text: str) -> DType:
+    """A dtype name; ``torch.``, ``np.`` or ``numpy.`` in front mean that library's name."""
+    library, _, name = text.rpartition(".")
+    if library and library not in ("torch", "np", "numpy"):
+        raise _unknown_name(text)
+    if name in _ML_NAMES or name in _ML_ONLY_NAMES:
+        _load_ml_dtypes()
+    if library == "torch":
+        return _torch_name(name) or _raise(_unknown_name(text))
+    if library:
+        return _numpy_name(name) or _raise(_unknown_name(text))
     if name in _BY_NAME:
         return _BY_NAME[name]
-    torch_dtype = getattr(torch, name, None) if name.isidentifier() else None
-    torch_record = from_torch_dtype(torch_dtype) if isinstance(torch_dtype, torch.dtype) else None
-    try:
-        numpy_record = from_numpy_dtype(np.dtype(name))
-    except (TypeError, ValueError, SyntaxError, OverflowError):
-        numpy_record = None
+    torch_record, numpy_record = _torch_name(name), _numpy_name(name)
     if numpy_record is not None and torch_record is not None and numpy_record is not torch_record:
         raise UnsupportedDtypeError(
-            f"the dtype name {dtype!r} is ambiguous: NumPy reads it as {numpy_record.name} and "
+            f"the dtype name {text!r} is ambiguous: NumPy reads it as {numpy_record.name} and "
             f"torch as {torch_record.name}; pass the exact name ({numpy_record.name!r} or "
-            f"{torch_record.name!r}) or a dtype object such as np.{numpy_record.name} or "
-            f"torch.{torch_record.name}"
+            f"{torch_record.name!r}), a prefixed one ('np.{name}' or 'torch.{name}') or a "
+            f"dtype object such as np.{numpy_record.name} or torch.{torch_record.name}"
         )
-    record = numpy_record if numpy_record is not None else torch_record
+    record = numpy_record or torch_record
     if record is None:
-        raise InvalidArgumentError(
-            f"unknown dtype name {_short_repr(dtype)}; use a NumPy or torch dtype name such as "
-            "'float32', 'int64', 'bfloat16' or 'complex64'"
-        )
+        raise _unknown_name(text)
     return record
 
 
-def _short_repr(value: object) -> str:
+def _torch_name(name: str) -> DType | None:
+    value = getattr(torch, name, None) if name.isidentifier() else None
+    return from_torch_dtype(value) if isinstance(value, torch.dtype) else None
+
+
+def _numpy_name(name: str) -> DType | None:
     try:
-        text = repr(value)
-    except Exception:  # a broken __repr__ must not hide the real message
-        text = f"<{type(value).__name__} object>"
-    return text if len(text) <= 60 else text[:57] + "..."
+        return from_numpy_dtype(np.dtype(name))
+    except (TypeError, ValueError, SyntaxError, OverflowError):
+        return None
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().split("\n", 1)[0]
-    return text if len(text) <= 160 else text[:157] + "..."
+def _unknown_name(text: str) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"unknown dtype name {short_repr(text)}; use a NumPy or torch dtype name such as "
+        "'float32', 'int64', 'bfloat16' or 'complex64' ('np.float64' and 'torch.float' "
+        "name that library's dtype)"
+    )
+
+
+def _raise(error: Exception) -> DType:
+    raise error
+
+
+def all_dtypes() -> list[DType]:
+    """Every known dtype, ml_dtypes' included, in a stable order (for the report and tests)."""
+    _load_ml_dtypes()
+    return list(_BY_NAME.values())
+
+
+# --------------------------------------------------------------------------- #
+# Policies
+# --------------------------------------------------------------------------- #
+
+# (field, NumPy kind letter) of DtypePolicy; the ml_dtypes-only floats are kind "f" too.
+_POLICY_FIELDS: Final = (
+    ("floating", "f"),
+    ("complex", "c"),
+    ("signed", "i"),
+    ("unsigned", "u"),
+    ("bool", "b"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,6 +512,11 @@ class DtypePolicy:
     complex data complex64, the rest is kept) and ``PRESERVE`` (every dtype is
     kept exactly). Each field takes any dtype spelling (a torch dtype, a NumPy
     type or dtype, a name); the casting rule still applies to every change.
+
+    Policies are values: two policies that map every kind alike are equal, hash
+    alike and behave alike, whichever spelling built them; copies, deep copies
+    and pickles (into ``spawn`` DataLoader workers, say) equal the original, and
+    ``FLOAT32`` and ``PRESERVE`` unpickle to themselves.
 
     Args:
         floating: the dtype for every real floating input (float16, bfloat16,
@@ -459,6 +536,8 @@ class DtypePolicy:
     torch.float32
     >>> tb.to_tensor(np.zeros(2, np.int64), dtype=images).dtype   # int64 labels kept
     torch.int64
+    >>> images == tb.DtypePolicy(unsigned=np.float32, floating=np.float32)
+    True
     """
 
     floating: DTypeLike | None = None
@@ -466,9 +545,9 @@ class DtypePolicy:
     signed: DTypeLike | None = None
     unsigned: DTypeLike | None = None
     bool: DTypeLike | None = None
-    _by_kind: dict[str, DType] = dataclasses.field(init=False, repr=False, compare=False)
-    # Policies key the plan caches on every call: the hash is computed once.
-    _hash: int = dataclasses.field(init=False, repr=False, compare=False)
+    #: The result record per kind letter, for the kinds this policy changes.
+    by_kind: dict[str, DType] = dataclasses.field(init=False, repr=False, compare=False)
+    _key: tuple[DType | None, ...] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_kind: dict[str, DType] = {}
@@ -479,48 +558,45 @@ class DtypePolicy:
             record = resolve_dtype(value)
             if record.kind not in _KIND_ORDER:
                 raise UnsupportedDtypeError(
-                    f"DtypePolicy({field}={value!r}): {record.name} is not a numeric dtype "
-                    "that data can be cast to"
+                    f"DtypePolicy({field}={short_repr(value)}): {record.name} is not a numeric "
+                    "dtype that data can be cast to"
                 )
             by_kind[kind] = record
-        object.__setattr__(self, "_by_kind", by_kind)
-        key = tuple(by_kind.get(kind) for _, kind in _POLICY_FIELDS)
-        object.__setattr__(self, "_hash", hash((DtypePolicy, key)))
+        object.__setattr__(self, "by_kind", by_kind)
+        object.__setattr__(self, "_key", tuple(by_kind.get(kind) for _, kind in _POLICY_FIELDS))
 
     def __hash__(self) -> int:
-        return self._hash
+        return hash(self._key)
 
     def __eq__(self, other: object) -> builtins.bool:
         if not isinstance(other, DtypePolicy):
             return NotImplemented
-        return self._by_kind == other._by_kind
+        return self._key == other._key
+
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        if self is FLOAT32:
+            return "FLOAT32"  # unpickled, copied and deep-copied as the module's own object
+        if self is PRESERVE:
+            return "PRESERVE"
+        return (DtypePolicy, tuple(None if each is None else each.name for each in self._key))
 
     def __repr__(self) -> str:
-        if self is FLOAT32:
+        # Canonical, from the resolved dtypes: equal policies print alike.
+        if self._key == FLOAT32._key:
             return "tb.FLOAT32"
-        if self is PRESERVE:
+        if self._key == PRESERVE._key:
             return "tb.PRESERVE"
         fields = ", ".join(
-            f"{field}={getattr(self, field)!r}"
-            for field, _ in _POLICY_FIELDS
-            if getattr(self, field) is not None
+            f"{field}={record.name!r}"
+            for (field, _), record in zip(_POLICY_FIELDS, self._key, strict=True)
+            if record is not None
         )
-        return f"DtypePolicy({fields})"
+        return f"tb.DtypePolicy({fields})"
 
 
 def apply_policy(policy: DtypePolicy, source: DType) -> DType:
     """The result dtype ``policy`` gives for data of dtype ``source``."""
-    return policy._by_kind.get(source.kind, source)  # pyright: ignore[reportPrivateUsage]
-
-
-# (field, NumPy kind letter) of DtypePolicy; the ml_dtypes-only floats are kind "f" too.
-_POLICY_FIELDS: Final = (
-    ("floating", "f"),
-    ("complex", "c"),
-    ("signed", "i"),
-    ("unsigned", "u"),
-    ("bool", "b"),
-)
+    return policy.by_kind.get(source.kind, source)
 
 
 FLOAT32: Final = DtypePolicy(floating="float32", complex="complex64")
@@ -530,18 +606,20 @@ PRESERVE: Final = DtypePolicy()
 """Keep every dtype exactly; a dtype the target side cannot hold raises."""
 
 
+# --------------------------------------------------------------------------- #
+# The casting rule
+# --------------------------------------------------------------------------- #
+
+
 def can_cast(source: DType, target: DType, casting: Casting) -> bool:
     """NumPy's ``np.can_cast`` extended to bfloat16, the float8 types and complex32."""
     if source is target or casting == "unsafe":
         return True
     if casting in ("no", "equiv"):
         return False
-    if (
-        source.numpy_builtin
-        and target.numpy_builtin
-        and source.numpy is not None
-        and target.numpy is not None
-    ):
+    if source.numpy_builtin and target.numpy_builtin:
+        assert source.numpy is not None
+        assert target.numpy is not None
         return bool(np.can_cast(source.numpy, target.numpy, casting))
     if _safe(source, target):
         return True
@@ -564,9 +642,7 @@ def _safe(source: DType, target: DType) -> bool:
     return target_format.holds(source_format)
 
 
-def check_cast(
-    source: DType, target: DType, casting: str, policy: DtypePolicy | None = None
-) -> None:
+def check_cast(source: DType, target: DType, casting: str, policy: DtypePolicy | None) -> None:
     """Raise unless ``casting`` allows turning ``source`` data into ``target``.
 
     ``policy`` is the policy that asked for the cast, if one did: the message
@@ -603,14 +679,84 @@ def check_cast(
         )
 
 
-def check_casting_value(casting: object) -> None:
-    if casting not in CASTING_RULES:
+def check_casting_value(casting: object) -> str:
+    """``casting`` itself, once it is known to be one of NumPy's rules."""
+    if not isinstance(casting, str) or casting not in CASTING_RULES:
         raise InvalidArgumentError(
-            f"casting={casting!r} is not a casting rule; use one of "
+            f"casting={short_repr(casting)} is not a casting rule; use one of "
             "'no', 'equiv', 'safe', 'same_kind' (the default) or 'unsafe'"
         )
+    return casting
 
 
-def all_dtypes() -> list[DType]:
-    """Every known dtype, in a stable order (for the report and tests)."""
-    return list(_BY_NAME.values())
+# --------------------------------------------------------------------------- #
+# Which kernel may cast
+# --------------------------------------------------------------------------- #
+
+# The dtype pairs whose torch CPU cast writes exactly the bits NumPy's astype
+# writes (ml_dtypes' for bfloat16), each proven in tests/test_cast_kernels.py:
+# every bit pattern of the 8- and 16-bit sources; special values (NaN payloads,
+# ties, subnormals, integer extremes, the integers that round twice through a
+# narrower float) and random bits of the wider ones. Kept out: every cast from
+# a floating type to an integer (out-of-range and NaN values differ); float16
+# <-> float32/64 and float32 -> float16 (torch quiets signalling NaNs, NumPy
+# keeps their payload); float64 -> float16 (torch rounds twice, through
+# float32); any floating type to bfloat16 (NaN and ties round differently); and
+# 32- and 64-bit integers to bfloat16 (torch rounds twice, through float32:
+# 2**24 + 2**16 + 1 becomes 2**24 in torch, 2**24 + 2**17 in ml_dtypes).
+_INTEGERS: Final = (
+    "bool",
+    "uint8",
+    "int8",
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "int64",
+    "uint64",
+)
+_NARROW_INTEGERS: Final = ("bool", "uint8", "int8", "int16", "uint16")
+_WIDE_TARGETS: Final = ("float16", "float32", "float64", "complex64", "complex128")
+TORCH_EXACT_CASTS: Final[frozenset[tuple[str, str]]] = frozenset(
+    {(a, b) for a in _INTEGERS for b in (*_INTEGERS, *_WIDE_TARGETS) if a != b}
+    | {(a, "bfloat16") for a in _NARROW_INTEGERS}
+    | {
+        ("bfloat16", "float32"),
+        ("bfloat16", "float64"),
+        ("bfloat16", "complex64"),
+        ("bfloat16", "complex128"),
+        ("float32", "float64"),
+        ("float32", "complex64"),
+        ("float32", "complex128"),
+        ("float64", "float32"),
+        ("float64", "complex64"),
+        ("float64", "complex128"),
+        ("complex64", "complex128"),
+        ("complex128", "complex64"),
+    }
+)
+
+
+def torch_casts_exactly(source: DType, target: DType) -> bool:
+    """Whether torch's cast from ``source`` to ``target`` gives NumPy's bits."""
+    return (source.name, target.name) in TORCH_EXACT_CASTS
+
+
+_QUIET_TARGETS: Final = frozenset((*_INTEGERS, "float32", "float64", "complex64", "complex128"))
+
+
+def numpy_casts_quietly(source: DType, target: DType) -> bool:
+    """Whether ``astype`` from ``source`` to ``target`` never sets a floating-point flag.
+
+    Such a cast needs no ``np.errstate`` (which costs more than a small cast):
+    it cannot warn or raise whatever the values and the user's error settings.
+    Integer and bool sources into integers and into float32 or wider qualify;
+    every floating source is out (a float32 signalling NaN widened to float64
+    sets the invalid flag), and so is float16 as a target (int64 overflows it).
+    """
+    return (
+        source.kind in "biu"
+        and source.numpy_builtin
+        and target.numpy_builtin
+        and target.name in _QUIET_TARGETS
+    )

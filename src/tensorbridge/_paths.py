@@ -4,6 +4,9 @@ A path is a tuple of steps: a mapping key, a sequence index, or a ``Field``
 (an attribute of a dataclass or namedtuple). ``format_path`` writes one the way
 errors print it (``batch["meta"]["depth"]``), and ``parse_path`` reads that
 spelling back, so a user can copy a path from an error into a per-leaf dtype.
+
+``LeafOptions`` is what per-leaf dtypes become once checked: a trie of path
+steps whose nodes carry the options of their subtree.
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ from __future__ import annotations
 import ast
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeAlias
 
 from ._dtypes import DTypeLike, DtypePolicy
-from ._errors import InvalidArgumentError
+from ._errors import InvalidArgumentError, short_repr
+from ._plan import Options
 
-__all__ = ["DtypeTree", "Field", "LeafDtypes", "format_path", "parse_path"]
+__all__ = ["Field", "LeafDtypes", "LeafOptions", "format_path", "parse_path"]
 
 #: Per-leaf dtypes: a top-level key of the batch (or a path as errors print it,
 #: ``'["meta"]["depth"]'``) mapped to the dtype or policy of everything under it.
@@ -84,37 +88,51 @@ def parse_path(key: object) -> tuple[object, ...]:
     return tuple(steps)
 
 
-class DtypeTree:
-    """Per-leaf dtypes as a trie of path steps.
+class LeafOptions:
+    """Per-leaf options as a trie of path steps.
 
-    Each node holds the dtype (or policy) of its subtree, or None to inherit
-    its parent's; ``child(step)`` descends. ``unused()`` lists the keys that
+    Each node holds the options of its subtree, or None to inherit its
+    parent's; ``child(step)`` descends. ``unused()`` lists the keys that
     matched no leaf, so a typo in a key can be reported rather than ignored.
     """
 
-    __slots__ = ("children", "dtype", "key", "used")
+    __slots__ = ("children", "key", "options", "used")
 
-    def __init__(self, dtype: object = None, key: object = None) -> None:
-        self.dtype = dtype
+    def __init__(self, options: Options | None = None, key: object = None) -> None:
+        self.options = options
         self.key = key  # the user's spelling of the path to this node, for messages
-        self.children: dict[object, DtypeTree] = {}
+        self.children: dict[object, LeafOptions] = {}
         self.used = False
 
     @classmethod
-    def build(cls, default: object, mapping: Mapping[Any, object]) -> DtypeTree:
+    def build(
+        cls, default: Options, mapping: Mapping[Any, object], make: Callable[[object], Options]
+    ) -> LeafOptions:
+        """The trie of ``mapping``; ``make`` checks each distinct dtype once."""
         root = cls(default)
+        made: list[tuple[object, Options]] = []
         for key, dtype in mapping.items():
+            if dtype is None:
+                raise InvalidArgumentError(
+                    f"the per-leaf dtype of {short_repr(key)} is None, which is not a dtype; "
+                    "pass tb.PRESERVE to keep that leaf's dtype, or leave the key out for the "
+                    "default policy"
+                )
             node = root
             for step in parse_path(key):
                 node = node.children.setdefault(_step_key(step), cls())
-            if node.dtype is not None and node is not root:
+            if node.options is not None and node is not root:
                 raise InvalidArgumentError(
                     f"the per-leaf dtype keys {node.key!r} and {key!r} name the same leaf; keep one"
                 )
-            node.dtype, node.key = dtype, key
+            options = next((done for value, done in made if value is dtype), None)
+            if options is None:
+                options = make(dtype)
+                made.append((dtype, options))
+            node.options, node.key = options, key
         return root
 
-    def child(self, step: object) -> DtypeTree | None:
+    def child(self, step: object) -> LeafOptions | None:
         """The subtree under ``step``, or None when no key goes below this node."""
         try:
             return self.children.get(_step_key(step))
@@ -124,7 +142,7 @@ class DtypeTree:
     def unused(self) -> list[object]:
         """The keys that no leaf of the batch fell under."""
         found: list[object] = []
-        stack: list[DtypeTree] = [self]
+        stack: list[LeafOptions] = [self]
         while stack:
             node = stack.pop()
             if node.key is not None and not node.used:

@@ -16,20 +16,19 @@ held until its copy has finished.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
-import numpy as np
 import numpy.typing as npt
 import torch
 
+from ._compat import new_event, new_stream
 from ._dtypes import FLOAT32, Casting, DTypeLike, DtypePolicy
-from ._errors import InvalidArgumentError, InvalidInputError
+from ._errors import InvalidArgumentError, InvalidInputError, a_type
 from ._paths import LeafDtypes
-from ._plan import tensor_options
-from ._tree import tree_to_tensor
+from ._plan import Options
+from ._tree import children, convert_tree, tensor_leaf
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
@@ -97,7 +96,7 @@ def _cuda_pass(
     fetched.
     """
     source = iter(batches)
-    stream = _new_stream(device)
+    stream = new_stream(device)
     queue: deque[tuple[object, torch.cuda.Event] | Exception] = deque()
     last_event: torch.cuda.Event | None = None
     host_batch: object = None  # the newest source batch; its copy may still read it
@@ -166,18 +165,9 @@ def _issue(
         stream.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(stream):
         converted = convert(batch)
-        event = _new_event()
+        event = new_event()
         event.record(stream)
     return converted, event
-
-
-# torch's stubs leave the constructors of Stream and Event unannotated.
-def _new_stream(device: torch.device) -> torch.cuda.Stream:
-    return torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
-
-
-def _new_event() -> torch.cuda.Event:
-    return torch.cuda.Event()  # type: ignore[no-untyped-call]
 
 
 def _tensors(tree: object, path: frozenset[int] = frozenset()) -> Iterator[torch.Tensor]:
@@ -189,19 +179,11 @@ def _tensors(tree: object, path: frozenset[int] = frozenset()) -> Iterator[torch
     if isinstance(tree, torch.Tensor):
         yield tree
         return
-    if isinstance(tree, (str, bytes, np.ndarray)) or id(tree) in path:
+    entries = children(tree)
+    if entries is None or id(tree) in path:
         return
-    # The casts: isinstance leaves a container's item types unknown to pyright.
-    if isinstance(tree, Mapping):
-        values: Iterable[object] = cast("Mapping[object, object]", tree).values()
-    elif isinstance(tree, (list, tuple)):
-        values = cast("list[object] | tuple[object, ...]", tree)
-    elif dataclasses.is_dataclass(tree) and not isinstance(tree, type):
-        values = [getattr(tree, field.name) for field in dataclasses.fields(tree)]
-    else:
-        return
-    inner = path | {id(cast(object, tree))}
-    for value in values:
+    inner = path | {id(tree)}
+    for _, value in entries:
         yield from _tensors(value, inner)
 
 
@@ -331,12 +313,12 @@ def prefetch(
     (3, torch.uint8)
     """
     # Typed as object: the checks are for callers the annotations do not bind.
-    received, received_name = cast(object, batches), type(batches).__name__
+    received = cast(object, batches)
     if isinstance(received, (str, bytes, Mapping)) or not isinstance(received, Iterable):
         kind = "a single batch?" if isinstance(received, Mapping) else "not a loader"
         raise InvalidInputError(
-            f"prefetch takes an iterable of batches and received a {received_name} "
-            f"({kind}); pass a DataLoader, a generator or a list of batches"
+            f"prefetch takes an iterable of batches and received {a_type(received)} ({kind}); "
+            "pass a DataLoader, a generator or a list of batches"
         )
     ahead = cast(object, depth)
     if not isinstance(ahead, int) or isinstance(ahead, bool) or ahead < 1:
@@ -347,19 +329,13 @@ def prefetch(
     # Every option is checked now, so a mistake shows at the call, not in the loop;
     # a per-leaf mapping of dtypes can only be checked against a batch.
     checked_dtype = FLOAT32 if isinstance(cast(object, dtype), Mapping) else dtype
-    options = tensor_options(checked_dtype, device, copy, casting, pin_memory, True)
-    target = options.device
+    target = Options.for_tensor(checked_dtype, device, copy, casting, pin_memory, True).device
     non_blocking = target is not None and target.type == "cuda"
 
+    def make(each: object) -> Options:
+        return Options.for_tensor(each, target, copy, casting, pin_memory, non_blocking)
+
     def convert(batch: object) -> object:
-        return tree_to_tensor(
-            batch,
-            dtype=dtype,
-            device=target,
-            copy=copy,
-            casting=casting,
-            pin_memory=pin_memory,
-            non_blocking=non_blocking,
-        )
+        return convert_tree(batch, dtype, make, tensor_leaf, "prefetch")
 
     return Prefetcher(batches, convert, target, depth)

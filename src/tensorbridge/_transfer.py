@@ -40,10 +40,11 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from ._compat import from_numpy, new_event, new_stream, reshape, view
 from ._dtypes import DType, from_torch_dtype
 from ._errors import InvalidArgumentError
-from ._kernels import cast_into, torch_strides_ok
-from ._parallel import threads
+from ._kernels import cast_into, share_ndarray
+from ._threads import threads
 
 __all__ = [
     "CHUNK_BYTES",
@@ -51,7 +52,11 @@ __all__ = [
     "DEFAULT_STAGING_BYTES",
     "DIRECT_BYTES",
     "RING_BYTES",
-    "copy_into_device",
+    "BatchTransfer",
+    "batch_transfer",
+    "device_to_host",
+    "host_to_device",
+    "open_batch",
     "pinned_memory_budget",
     "pinned_memory_in_use",
     "set_pinned_memory_budget",
@@ -273,16 +278,7 @@ def _new_ring(device: torch.device, size: int) -> _Ring:
     chunk = size // count // 64 * 64
     block = torch.empty(chunk * count, dtype=torch.uint8, pin_memory=True)
     slots = [block[i * chunk : (i + 1) * chunk] for i in range(count)]
-    return _Ring(slots, _new_stream(device), [_new_event() for _ in slots], size)
-
-
-# torch's stubs leave the constructors of Stream and Event unannotated.
-def _new_stream(device: torch.device) -> torch.cuda.Stream:
-    return torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
-
-
-def _new_event() -> torch.cuda.Event:
-    return torch.cuda.Event()  # type: ignore[no-untyped-call]
+    return _Ring(slots, new_stream(device), [new_event() for _ in slots], size)
 
 
 def _pow2(nbytes: int) -> int:
@@ -324,9 +320,7 @@ class _Lease:
 
 def _leased(block: torch.Tensor, budget: _Budget, nbytes: int, like: torch.Tensor) -> torch.Tensor:
     """A CPU tensor shaped and typed like ``like`` over ``block``, counted in ``budget``."""
-    memory = np.asarray(_Lease(block, budget, nbytes))
-    # torch's stubs leave from_numpy's parameter unannotated.
-    flat = torch.from_numpy(memory)  # pyright: ignore[reportUnknownMemberType]
+    flat = from_numpy(np.asarray(_Lease(block, budget, nbytes)))
     return flat[: like.numel() * like.element_size()].view(like.dtype).view(like.shape)
 
 
@@ -367,9 +361,7 @@ def _indices(shape: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
 
 
 def _flat(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    # numpy's stubs type one overload of reshape with typing.Self, which pyright
-    # cannot resolve under pythonVersion 3.10.
-    return array.reshape(-1)  # pyright: ignore[reportUnknownMemberType]
+    return reshape(array, -1)
 
 
 def _typed(
@@ -377,9 +369,7 @@ def _typed(
 ) -> npt.NDArray[Any]:
     """The first bytes of a ring chunk as an array of ``dtype`` and ``shape``."""
     count = math.prod(shape) * dtype.itemsize
-    # numpy's stubs type overloads of view and reshape with typing.Self, which
-    # pyright cannot resolve under pythonVersion 3.10.
-    return chunk[:count].view(dtype).reshape(shape)  # pyright: ignore[reportUnknownMemberType]
+    return reshape(view(chunk[:count], dtype), shape)
 
 
 # --------------------------------------------------------------------------- #
@@ -477,7 +467,7 @@ def _send(
 def _finish(ring: _Ring, device: torch.device, non_blocking: bool) -> None:
     """Order the caller's stream after the ring's copies; wait for them unless non_blocking."""
     assert ring.stream is not None
-    done = _new_event()
+    done = new_event()
     done.record(ring.stream)
     torch.cuda.current_stream(device).wait_event(done)
     if not non_blocking:
@@ -497,21 +487,15 @@ def _host_tensor(array: npt.NDArray[Any], bus: DType) -> torch.Tensor:
     """A CPU tensor with ``array``'s values as ``bus``: the array itself where torch may wrap it."""
     dtype = _bus_dtype(bus)
     if not (
-        array.dtype == dtype
+        array.dtype == dtype  # so native byte order too
         and array.flags.c_contiguous
-        and torch_strides_ok(array)  # NumPy calls a 1-element array contiguous, any strides
         and array.flags.writeable
-        and array.dtype.isnative
+        and all(stride >= 0 for stride in array.strides)  # NumPy: 1 element is contiguous
     ):
         copy = np.empty(array.shape, dtype=dtype)
         cast_into(copy, array)
         array = copy
-    # torch's stubs leave from_numpy's parameter unannotated; numpy's type one
-    # overload of ndarray.view with typing.Self, which pyright cannot resolve.
-    if bus.bits_numpy is not None:
-        assert bus.torch is not None
-        return torch.from_numpy(array.view(bus.bits_numpy)).view(bus.torch)  # pyright: ignore[reportUnknownMemberType]
-    return torch.from_numpy(array)  # pyright: ignore[reportUnknownMemberType]
+    return share_ndarray(array, bus)
 
 
 def stage_to_device(
@@ -548,32 +532,6 @@ def stage_to_device(
         _send(ring, _flat_bytes(out), array, dtype)
         _finish(ring, device, non_blocking)
     return out
-
-
-def copy_into_device(out: torch.Tensor, array: npt.NDArray[Any], *, non_blocking: bool) -> None:
-    """Write ``array``'s values (cast as NumPy casts) into the device tensor ``out``.
-
-    ``out`` is C-contiguous, has ``array.size`` elements and a dtype NumPy knows
-    (the bus dtype); its earlier work on the current stream finishes before the
-    write. For a consolidated batch buffer: call once per leaf, into a slice.
-    """
-    if not out.is_contiguous() or out.numel() != array.size:
-        raise ValueError(
-            f"out must be a C-contiguous tensor of {array.size} elements; got shape "
-            f"{tuple(out.shape)} with strides {out.stride()}"
-        )
-    bus = from_torch_dtype(out.dtype)
-    dtype = _bus_dtype(bus)
-    nbytes = array.size * dtype.itemsize
-    ring = _ring(out.device) if out.device.type == "cuda" and nbytes >= RING_BYTES else None
-    if ring is None:
-        out.copy_(_host_tensor(array, bus).view(out.shape), non_blocking=non_blocking)
-        return
-    assert ring.stream is not None
-    ring.stream.wait_stream(torch.cuda.current_stream(out.device))
-    with ring.lock:
-        _send(ring, _flat_bytes(out), array, dtype)
-        _finish(ring, out.device, non_blocking)
 
 
 def tensor_to_device(
@@ -642,7 +600,7 @@ def tensor_to_host(tensor: torch.Tensor) -> torch.Tensor:
             block = torch.empty(size, dtype=torch.uint8, pin_memory=True)
             view = block[:nbytes].view(tensor.dtype).view(tensor.shape)
             view.copy_(tensor, non_blocking=True)
-            done = _new_event()
+            done = new_event()
             done.record(torch.cuda.current_stream(tensor.device))
             done.synchronize()
         except BaseException:
@@ -658,9 +616,7 @@ def tensor_to_host(tensor: torch.Tensor) -> torch.Tensor:
     ring.stream.wait_stream(torch.cuda.current_stream(tensor.device))
     with ring.lock:
         _receive(ring, _flat_bytes(source), out)
-    # torch's stubs leave from_numpy's parameter unannotated.
-    host = torch.from_numpy(out)  # pyright: ignore[reportUnknownMemberType]
-    return host.view(tensor.dtype).view(tensor.shape)
+    return from_numpy(out).view(tensor.dtype).view(tensor.shape)
 
 
 def _receive(ring: _Ring, source: torch.Tensor, out: npt.NDArray[np.uint8]) -> None:
@@ -831,3 +787,39 @@ def open_batch(device: torch.device) -> BatchTransfer | None:
     if batch is None or batch.block is None or batch.device != device:
         return None
     return batch
+
+
+# --------------------------------------------------------------------------- #
+# The two moves every path makes
+# --------------------------------------------------------------------------- #
+
+
+def host_to_device(host: torch.Tensor, device: torch.device, *, non_blocking: bool) -> torch.Tensor:
+    """Copy a CPU tensor to ``device``, C-contiguous, with torch's ``non_blocking``.
+
+    Below ``RING_BYTES``, and for page-locked memory, this is the plain
+    ``.to(device, non_blocking=...)``: under ``non_blocking=True`` a page-locked
+    source (the caller's, as from ``DataLoader(pin_memory=True)``) is copied
+    asynchronously and may still be read after the return, so the caller must
+    not write it until the current stream has passed the copy, exactly as in
+    torch. Large pageable data goes through the page-locked staging ring and
+    has been read in full when this returns. ``non_blocking=False`` returns a
+    complete result.
+    """
+    if host.numel() * host.element_size() < RING_BYTES and host.is_contiguous():
+        return host.to(device, non_blocking=non_blocking)
+    return tensor_to_device(host, device, non_blocking=non_blocking)
+
+
+def device_to_host(tensor: torch.Tensor) -> torch.Tensor:
+    """A C-contiguous CPU copy of a device tensor, final when this returns.
+
+    Small tensors take the plain ``.to("cpu")``; large CUDA tensors go through
+    ``tensor_to_host``: a page-locked result within the page-locked memory
+    budget, else a pageable one through the staging ring.
+    """
+    if tensor.numel() * tensor.element_size() < DIRECT_BYTES and tensor.is_contiguous():
+        return tensor.cpu()
+    if tensor.device.type == "cuda":
+        return tensor_to_host(tensor)
+    return tensor.to("cpu", memory_format=torch.contiguous_format)

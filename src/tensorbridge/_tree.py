@@ -1,16 +1,20 @@
-"""Nested batches: ``tree_to_tensor`` and ``tree_to_numpy``.
+"""Nested batches: the one container protocol, and ``tree_to_tensor`` / ``tree_to_numpy``.
 
-One walker serves both directions. Options are checked once per call, not per
-leaf; each leaf then goes straight to the conversion core, with the common
-leaf (an ndarray or tensor that can be shared) handled in a few lines.
+What a container is, how its children are reached (with the path step each
+one adds) and how it is rebuilt with new children is said once, here, and
+read by the tree functions, ``collate`` and ``prefetch``: mappings (their type
+kept where it can be rebuilt), lists, tuples, namedtuples, other sequences and
+dataclass instances. Everything else is a leaf.
+
+Options are checked once per call, not per leaf; each array leaf then goes
+straight to the conversion core, where its plan is one lookup.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy as copy_module
 import dataclasses
-import os
+import functools
 import sys
 from collections import UserDict, UserList
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -20,140 +24,276 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from ._convert import (
-    array_fast_path,
-    array_to_numpy,
-    array_to_tensor,
-    cast_array_fast,
-    convert_to_numpy,
-    convert_to_tensor,
-    tensor_to_numpy,
-    tensor_to_tensor,
-)
-from ._device import parse_device
+from ._compat import is_masked, is_ndarray
+from ._convert import array_to_array, array_to_tensor, tensor_to_array, tensor_to_tensor
 from ._dtypes import FLOAT32, Casting, DTypeLike, DtypePolicy
-from ._errors import InvalidArgumentError, InvalidInputError, TensorBridgeError
-from ._paths import DtypeTree, Field, LeafDtypes, format_path
-from ._plan import Options, numpy_options, tensor_options
+from ._errors import InvalidArgumentError, InvalidInputError, TensorBridgeError, short_repr
+from ._inputs import unmask
+from ._paths import Field, LeafDtypes, LeafOptions, format_path
+from ._plan import Options
 from ._transfer import batch_transfer
 
 __all__ = [
+    "Leaf",
+    "check_used",
+    "children",
     "format_path",
-    "rebuild_list",
-    "rebuild_mapping",
+    "leaf_options",
+    "rebuild",
     "recursion_error",
     "tree_to_numpy",
     "tree_to_tensor",
-    "walk_tree",
 ]
 
 _K = TypeVar("_K")
-_T = TypeVar("_T")
 
-# The parameter is Any, not object: walk hands a leaf its node as isinstance
-# narrowed it (an ndarray or NumPy scalar whose type arguments pyright leaves
-# unknown).
+#: A leaf conversion; its parameter is Any because the walk hands it an ndarray,
+#: a NumPy scalar or a tensor as isinstance narrowed it.
 Leaf = Callable[[Any], object]
-_SCALAR_REASON: Final = (
-    "a NumPy scalar has no memory to share; its value always goes into new memory"
-)
+
+# --------------------------------------------------------------------------- #
+# The container protocol
+# --------------------------------------------------------------------------- #
+
+#: Values that are never walked into, though some are sequences.
+_ATOMS: Final = (str, bytes, bytearray, memoryview, np.ndarray, np.generic, torch.Tensor)
 
 
-def rebuild_mapping(original: Mapping[Any, Any], items: dict[Any, Any]) -> Mapping[Any, Any]:
-    """A mapping of ``original``'s type holding ``items``; a dict where that type can't be built.
+def children(node: object) -> list[tuple[object, object]] | None:
+    """The (path step, child) pairs of a container, in order; None for a leaf.
 
-    As ``default_collate`` rebuilds one: a copy of ``original`` updated with the
-    items (which keeps a ``defaultdict``'s factory and a subclass's attributes),
-    else ``type(original)(items)``. The copy is taken only of dicts and
-    ``UserDict``s, whose copies own their items: a copy of another mutable
-    mapping may share its storage with the original, and updating it would
-    change the caller's data.
+    A dataclass field declared with ``init=False`` and never set has no child.
     """
-    kind = type(original)
-    if kind is dict:
-        return items
-    try:
-        if isinstance(original, (dict, UserDict)):
-            clone: Any = copy_module.copy(original)
-            clone.update(items)
-            return cast("Mapping[Any, Any]", clone)
-        return kind(items)  # type: ignore[call-arg]
-    except TypeError:
-        return items
-
-
-def rebuild_list(original: Sequence[Any], items: list[Any]) -> Sequence[Any]:
-    """A sequence of ``original``'s type holding ``items``; a list where that type can't be built.
-
-    ``default_collate``'s rule for sequences other than tuples: list subclasses
-    (and ``UserList``s) are copied and refilled, other sequences are rebuilt with
-    ``type(original)(items)``, and a ``range`` (or any type whose constructor
-    refuses a list) becomes a list. (``default_collate`` copies every mutable
-    sequence; here only those whose copies own their items, as in
-    ``rebuild_mapping``.)
-    """
-    kind = type(original)
-    if kind is list:
-        return items
-    try:
-        if isinstance(original, (list, UserList)):
-            clone: Any = copy_module.copy(original)
-            for position, item in enumerate(items):
-                clone[position] = item
-            return cast("Sequence[Any]", clone)
-        return kind(items)  # type: ignore[call-arg]
-    except TypeError:
-        return items
-
-
-def _rebuild_tuple(original: tuple[Any, ...], items: list[Any]) -> tuple[Any, ...]:
-    """A tuple of ``original``'s type (``torch.return_types``, ``torch.Size``), else a tuple."""
-    kind = type(original)
-    if kind is tuple:
-        return tuple(items)
-    try:
-        return kind(items)
-    except TypeError:
-        return tuple(items)
-
-
-# Sequences that are values, not containers: never walked into.
-_NOT_CONTAINERS: Final = (str, bytes, bytearray, memoryview)
-
-
-def _other_sequence(value: object) -> bool:
-    """A sequence ``walk`` descends into (range, UserList...); a bool, so nothing is narrowed."""
-    return isinstance(value, Sequence) and not isinstance(value, _NOT_CONTAINERS)
-
-
-def _children(node: object) -> Iterator[tuple[object, object]] | None:
-    """(path step, child) pairs of a container ``walk`` descends into; None for a leaf."""
-    if isinstance(node, Mapping):
-        return iter(cast("Mapping[object, object]", node).items())
-    names: tuple[str, ...] | None = getattr(type(node), "_fields", None)
-    if names is not None and isinstance(node, tuple):  # a namedtuple
-        return zip(map(Field, names), cast("tuple[object, ...]", node), strict=True)
-    if _other_sequence(node):
-        return enumerate(cast("Sequence[object]", node))
+    kind = type(node)
+    if kind is dict or (isinstance(node, Mapping) and not isinstance(node, _ATOMS)):
+        return list(cast("Mapping[object, object]", node).items())
+    if kind is list or kind is tuple:
+        return list(enumerate(cast("Sequence[object]", node)))
+    if isinstance(node, _ATOMS):
+        return None
+    fields: tuple[str, ...] | None = getattr(kind, "_fields", None)
+    if fields is not None and isinstance(node, tuple):  # a namedtuple
+        return list(zip(map(Field, fields), cast("tuple[object, ...]", node), strict=True))
+    if isinstance(node, Sequence):  # list and tuple subclasses, range, UserList...
+        return list(enumerate(cast("Sequence[object]", node)))
     if dataclasses.is_dataclass(node) and not isinstance(node, type):
-        return ((Field(f.name), getattr(node, f.name)) for f in dataclasses.fields(node))
+        missing = object()
+        return [
+            (Field(field.name), value)
+            for field in dataclasses.fields(node)
+            if (value := getattr(node, field.name, missing)) is not missing
+        ]
     return None
 
 
-def _short_path(path: list[object]) -> str:
-    if len(path) <= 12:
-        return format_path(tuple(path))
-    return f"{format_path(tuple(path[:12]))}... ({len(path)} levels)"
+def rebuild(node: object, values: list[object], *, tuples_as_lists: bool = False) -> object:
+    """A container like ``node`` holding ``values`` (in the order of ``children(node)``).
+
+    Mappings keep their type where it can be rebuilt (a dict otherwise): a dict
+    subclass or ``UserDict`` is copied (keeping a ``defaultdict``'s factory and
+    a subclass's attributes) and refilled, so a ``Counter`` keeps its counts
+    rather than adding them; other mappings are ``type(node)(items)``. Lists and
+    their subclasses likewise; tuples, namedtuples and tuple subclasses
+    (``torch.Size``, ``torch.return_types``) are rebuilt from the values, or
+    become lists with ``tuples_as_lists`` (as ``default_collate`` makes them);
+    other sequences (``range``...) become ``type(node)(values)`` or a list. A
+    dataclass is copied with its fields replaced and its
+    ``functools.cached_property`` values dropped (they recompute from the new
+    fields); a field that was never set stays unset.
+    """
+    kind = type(node)
+    if kind is dict:
+        return dict(zip(cast("dict[object, object]", node), values, strict=True))
+    if kind is list:
+        return values
+    if isinstance(node, Mapping):
+        return _rebuild_mapping(cast("Mapping[object, object]", node), values)
+    if isinstance(node, tuple):
+        return _rebuild_tuple(cast("tuple[object, ...]", node), values, tuples_as_lists)
+    if isinstance(node, Sequence):
+        return _rebuild_sequence(cast("Sequence[object]", node), values)
+    return _rebuild_dataclass(node, values)
+
+
+def _rebuild_mapping(node: Mapping[object, object], values: list[object]) -> object:
+    items = dict(zip(node, values, strict=True))
+    try:
+        if isinstance(node, dict):
+            refill: dict[Any, Any] = copy_module.copy(node)
+            refill.clear()
+            for key, value in items.items():  # not update(): a Counter's adds to the counts
+                refill[key] = value
+            return refill
+        if isinstance(node, UserDict):
+            user: UserDict[Any, Any] = copy_module.copy(node)
+            user.data = items
+            return user
+        kind: Any = type(node)
+        return cast(object, kind(items))
+    except TypeError:
+        return items
+
+
+def _rebuild_tuple(node: tuple[object, ...], values: list[object], as_lists: bool) -> object:
+    kind = type(node)
+    if kind is tuple:
+        return values if as_lists else tuple(values)
+    if hasattr(kind, "_fields"):
+        named: Any = kind
+        return cast(object, named(*values))  # a namedtuple
+    if as_lists:
+        return values  # torch.return_types and other tuple subclasses too, as default_collate
+    try:
+        return kind(values)
+    except TypeError:
+        return tuple(values)
+
+
+def _rebuild_sequence(node: Sequence[object], values: list[object]) -> object:
+    try:
+        if isinstance(node, (list, UserList)):
+            clone: Any = copy_module.copy(node)
+            for position, value in enumerate(values):
+                clone[position] = value
+            return cast(object, clone)
+        kind: Any = type(node)
+        return cast(object, kind(values))
+    except TypeError:
+        return values
+
+
+def _rebuild_dataclass(node: object, values: list[object]) -> object:
+    clone = copy_module.copy(node)
+    state: dict[str, object] | None = getattr(clone, "__dict__", None)
+    if state is not None:
+        for name in [name for name in state if _is_cached_property(type(node), name)]:
+            del state[name]
+    names = [cast(Field, step).name for step, _ in children(node) or ()]
+    for name, value in zip(names, values, strict=True):
+        object.__setattr__(clone, name, value)  # frozen dataclasses too
+    return clone
+
+
+def _is_cached_property(kind: type, name: str) -> bool:
+    return isinstance(getattr(kind, name, None), functools.cached_property)
+
+
+# --------------------------------------------------------------------------- #
+# Walking a tree
+# --------------------------------------------------------------------------- #
+
+
+class _LeafFailure(Exception):
+    """Carries a leaf's TensorBridgeError up the tree, collecting the path on the way."""
+
+    def __init__(self, error: TensorBridgeError) -> None:
+        super().__init__(error)
+        self.error = error
+        self.reversed_path: list[object] = []
+
+
+_ndarray: Final = np.ndarray
+_Tensor: Final = torch.Tensor
+# Leaves returned untouched, by exact type: most batches are mostly these.
+_PLAIN: Final = frozenset({str, bytes, int, float, bool, complex, type(None)})
+
+
+def _is_array_leaf(node: object) -> bool:
+    return isinstance(node, (np.ndarray, torch.Tensor, np.generic)) and not isinstance(
+        node,
+        (str, bytes),  # np.str_ and np.bytes_ are strings
+    )
+
+
+def walk(
+    node: object, leaf: Leaf, dtypes: LeafOptions | None, per_leaf: Callable[[Options], Leaf]
+) -> object:
+    """``node`` with ``leaf`` applied to every array leaf and the structure rebuilt.
+
+    ``dtypes``, when given, holds per-leaf options: the subtree under a key
+    converts with ``per_leaf(options)`` of that key.
+
+    Raises:
+        _LeafFailure: a leaf raised; ``walk_tree`` turns it back into the leaf's
+            error class with the path in front.
+    """
+    kind = type(node)
+    if kind in _PLAIN:
+        return node
+    if kind is dict and dtypes is None:  # the common batch, without a call per plain value
+        return _walk_dict(cast("dict[object, object]", node), leaf, per_leaf)
+    if kind is _ndarray or kind is _Tensor or _is_array_leaf(node):
+        try:
+            return leaf(node)
+        except TensorBridgeError as error:
+            raise _LeafFailure(error) from error
+    entries = children(node)
+    if entries is None:
+        return node
+    values: list[object] = []
+    step: object = None
+    try:
+        for step, child in entries:
+            below = None if dtypes is None else dtypes.child(step)
+            if below is None:
+                values.append(walk(child, leaf, None, per_leaf))
+                continue
+            below.used = True
+            here = leaf if below.options is None else per_leaf(below.options)
+            values.append(walk(child, here, below if below.children else None, per_leaf))
+    except _LeafFailure as failure:
+        failure.reversed_path.append(step)
+        raise
+    return rebuild(node, values)
+
+
+def _walk_dict(
+    node: dict[object, object], leaf: Leaf, per_leaf: Callable[[Options], Leaf]
+) -> dict[object, object]:
+    items: dict[object, object] = {}
+    key: object = None
+    try:
+        for key, value in node.items():
+            kind = type(value)
+            if kind in _PLAIN:
+                items[key] = value
+            elif kind is _ndarray or kind is _Tensor:
+                try:
+                    items[key] = leaf(value)
+                except TensorBridgeError as error:
+                    raise _LeafFailure(error) from error
+            else:
+                items[key] = walk(value, leaf, None, per_leaf)
+    except _LeafFailure as failure:
+        failure.reversed_path.append(key)
+        raise
+    return items
+
+
+def walk_tree(
+    tree: object, leaf: Leaf, dtypes: LeafOptions | None, per_leaf: Callable[[Options], Leaf]
+) -> object:
+    """``walk``, with a leaf's error re-raised as its own class, its path in front."""
+    try:
+        return walk(tree, leaf, dtypes, per_leaf)
+    except _LeafFailure as failure:
+        error = failure.error
+        path = format_path(tuple(reversed(failure.reversed_path)))
+        raise type(error)(f"{path}: {error}") from error
+    except RecursionError:
+        # A cycle, or nesting deeper than the interpreter's stack: found out here,
+        # after the fact, so that the walk itself keeps no record of where it has been.
+        raise recursion_error([("", tree)]) from None
 
 
 def recursion_error(trees: Sequence[tuple[str, object]]) -> InvalidInputError:
     """The error for trees whose walk ran out of Python's recursion depth.
 
-    Called only after a ``RecursionError``, so the walk's hot path pays nothing
-    for it. ``trees`` are (message prefix, tree) pairs. Each is searched without
-    recursion for a container that holds itself (a cycle), and the message
-    names both paths; without a cycle, the trees are nested too deeply for a
-    recursive walk, and the message says how deep.
+    Called only after a ``RecursionError``, so the walk pays nothing for it.
+    ``trees`` are (message prefix, tree) pairs. Each is searched, without
+    recursion and in time linear in its size, for a container that holds
+    itself (a cycle), and the message names both paths; without a cycle, the
+    trees are nested too deeply for a recursive walk, and it says how deep.
     """
     deepest = 0
     for prefix, tree in trees:
@@ -174,272 +314,137 @@ def recursion_error(trees: Sequence[tuple[str, object]]) -> InvalidInputError:
 def _search(tree: object) -> tuple[str | None, int]:
     """A depth-first search with an explicit stack: (the cycle, if any, in words; the depth)."""
     path: list[object] = []
-    on_path: list[int] = [id(tree)]
-    pending: list[Iterator[tuple[object, object]]] = []
-    children = _children(tree)
-    if children is not None:
-        pending.append(children)
+    on_path: dict[int, int] = {id(tree): 0}  # container id -> its depth on the current path
+    stack: list[tuple[int, Iterator[tuple[object, object]]]] = [
+        (id(tree), iter(children(tree) or ()))
+    ]
     depth = 0
-    while pending:
-        entry = next(pending[-1], None)
+    while stack:
+        entry = next(stack[-1][1], None)
         if entry is None:
-            pending.pop()
-            on_path.pop()
+            del on_path[stack.pop()[0]]
             if path:
                 path.pop()
             continue
         step, child = entry
-        grandchildren = _children(child)
+        grandchildren = children(child)
         if grandchildren is None:
             continue
-        if id(child) in on_path:
-            where = on_path.index(id(child))
+        where = on_path.get(id(child))
+        if where is not None:
             return f"{_short_path([*path, step])} is {_short_path(path[:where])} itself", depth
         path.append(step)
-        on_path.append(id(child))
-        pending.append(grandchildren)
+        on_path[id(child)] = len(path)
+        stack.append((id(child), iter(grandchildren)))
         depth = max(depth, len(path))
     return None, depth
 
 
-class _LeafFailure(Exception):
-    """Carries a leaf's TensorBridgeError up the tree, collecting the path on the way."""
-
-    def __init__(self, error: TensorBridgeError) -> None:
-        super().__init__(error)
-        self.error = error
-        self.reversed_path: list[object] = []
+def _short_path(path: list[object]) -> str:
+    if len(path) <= 12:
+        return format_path(tuple(path))
+    return f"{format_path(tuple(path[:12]))}... ({len(path)} levels)"
 
 
-_ndarray: Final = np.ndarray
-# torch's stubs leave from_numpy's parameter unannotated.
-_from_numpy: Final[Callable[[npt.NDArray[Any]], torch.Tensor]] = torch.from_numpy  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-
-# Leaves returned untouched, by exact type: most batches are mostly these, and
-# an exact-type test is far cheaper than the isinstance chain below.
-_PLAIN: Final = frozenset({str, bytes, int, float, bool, complex, type(None)})
+# --------------------------------------------------------------------------- #
+# Per-leaf dtypes
+# --------------------------------------------------------------------------- #
 
 
-def _list_or_tuple(value: object) -> bool:
-    """A list or tuple, or a subclass of one other than a namedtuple."""
-    return not hasattr(type(value), "_fields") and isinstance(value, (list, tuple))
-
-
-def walk(tree: object, leaf: Leaf, dtypes: DtypeTree | None = None) -> object:
-    """``tree`` with ``leaf`` applied to every array leaf and the structure rebuilt.
-
-    ``dtypes``, when given, holds per-leaf conversions (a ``Leaf`` per node, built
-    by ``per_leaf``): the subtree under a key converts with that key's leaf.
-
-    Raises:
-        _LeafFailure: a leaf raised; the caller turns it back into the leaf's
-            error class with the path in front (see ``walk_tree``).
-    """
-    kind = type(tree)
-    if kind in _PLAIN:
-        return tree
-    if kind is not dict and (
-        kind is np.ndarray
-        or (
-            isinstance(tree, (np.ndarray, torch.Tensor, np.generic))
-            and not isinstance(tree, (str, bytes))
-        )  # np.str_ and np.bytes_ are strings
-    ):
-        try:
-            return leaf(tree)
-        except TensorBridgeError as error:
-            raise _LeafFailure(error) from error
-    step: object = None
-    try:
-        # The casts: ``kind is dict`` does not narrow ``tree``, and isinstance leaves
-        # a container's item types unknown to pyright.
-        if kind is dict or isinstance(tree, Mapping):
-            items: dict[object, object] = {}
-            for step, value in cast("Mapping[object, object]", tree).items():
-                if dtypes is not None:
-                    items[step] = _descend(value, leaf, dtypes, step)
-                elif type(value) is _ndarray:  # the common leaves, without a call of walk
-                    try:
-                        items[step] = leaf(value)
-                    except TensorBridgeError as error:
-                        raise _LeafFailure(error) from error
-                elif type(value) in _PLAIN:
-                    items[step] = value
-                else:
-                    items[step] = walk(value, leaf)
-            return items if kind is dict else rebuild_mapping(tree, items)  # type: ignore[arg-type]
-        if _list_or_tuple(tree):
-            # Lists and tuples, subclasses included (namedtuples below).
-            converted: list[object] = []
-            for step, value in enumerate(cast("list[object] | tuple[object, ...]", tree)):
-                converted.append(
-                    walk(value, leaf) if dtypes is None else _descend(value, leaf, dtypes, step)
-                )
-            if kind is list:
-                return converted
-            if isinstance(tree, list):
-                return rebuild_list(cast("list[object]", tree), converted)
-            return _rebuild_tuple(cast("tuple[object, ...]", tree), converted)
-        if isinstance(tree, tuple):  # a namedtuple
-            named: Any = kind
-            fields: list[object] = []
-            for name, value in zip(named._fields, cast("tuple[object, ...]", tree), strict=True):
-                step = Field(name)
-                fields.append(
-                    walk(value, leaf) if dtypes is None else _descend(value, leaf, dtypes, step)
-                )
-            return named(*fields)
-        if dataclasses.is_dataclass(tree) and not isinstance(tree, type):
-            rebuilt = copy_module.copy(tree)
-            for field in dataclasses.fields(tree):
-                step = Field(field.name)
-                # object.__setattr__ also works on frozen dataclasses.
-                value = getattr(tree, field.name)
-                object.__setattr__(
-                    rebuilt,
-                    field.name,
-                    walk(value, leaf) if dtypes is None else _descend(value, leaf, dtypes, step),
-                )
-            return rebuilt
-        if _other_sequence(tree):
-            # range, UserList and other sequences, as default_convert walks them.
-            elements: list[object] = []
-            for step, value in enumerate(cast("Sequence[object]", tree)):
-                elements.append(
-                    walk(value, leaf) if dtypes is None else _descend(value, leaf, dtypes, step)
-                )
-            return rebuild_list(cast("Sequence[object]", tree), elements)
-    except _LeafFailure as failure:
-        failure.reversed_path.append(step)
-        raise
-    return tree
-
-
-def _descend(value: object, leaf: Leaf, dtypes: DtypeTree, step: object) -> object:
-    """``walk`` of one child, under the per-leaf dtype its path falls under."""
-    below = dtypes.child(step)
-    if below is None:
-        return walk(value, leaf)  # no per-leaf key names anything under this child
-    below.used = True
-    if below.dtype is not None:
-        leaf = cast(Leaf, below.dtype)
-    return walk(value, leaf, below if below.children else None)
-
-
-def per_leaf(dtype: object, make_leaf: Callable[[object], _T]) -> tuple[_T, DtypeTree | None]:
-    """What ``make_leaf`` makes of ``dtype``, and of each per-leaf dtype when it is a mapping.
-
-    Each distinct dtype of the mapping is checked (and its options resolved)
-    once, here, before any leaf is converted.
-    """
+def leaf_options(
+    dtype: object, make: Callable[[object], Options]
+) -> tuple[Options, LeafOptions | None]:
+    """The options of ``dtype``, and of each per-leaf dtype when it is a mapping."""
     if not isinstance(dtype, Mapping):
-        return make_leaf(dtype), None
-    dtypes = DtypeTree.build(FLOAT32, cast("Mapping[object, object]", dtype))
-    made: dict[int, _T] = {}
-    stack = [dtypes]
-    while stack:
-        node = stack.pop()
-        if node.dtype is not None:
-            key = id(node.dtype)
-            if key not in made:
-                made[key] = make_leaf(node.dtype)
-            node.dtype = made[key]
-        stack.extend(node.children.values())
-    return cast(_T, dtypes.dtype), dtypes
+        return make(dtype), None
+    default = make(FLOAT32)
+    return default, LeafOptions.build(default, cast("Mapping[object, object]", dtype), make)
 
 
-def check_used(dtypes: DtypeTree | None, function: str) -> None:
+def check_used(dtypes: LeafOptions | None, function: str, tree: object) -> None:
     """Raise for per-leaf dtype keys that named no part of the batch (a typo, usually)."""
     if dtypes is None:
         return
     unused = dtypes.unused()
     if unused:
+        entries = children(tree)
+        keys = [step for step, _ in entries] if entries is not None else []
+        listed = ", ".join(short_repr(key, 30) for key in keys[:12])
+        more = " ..." if len(keys) > 12 else ""
         raise InvalidArgumentError(
             f"{function}: the per-leaf dtype key(s) {', '.join(map(repr, unused))} match no "
-            "leaf of the batch; check the spelling (keys are top-level keys of the batch, or "
-            """paths as errors print them, such as '["meta"]["depth"]')"""
+            f"leaf of the batch, whose top-level keys are {listed or 'none'}{more}; check the "
+            "spelling (keys are top-level keys of the batch, or paths as errors print them, "
+            """such as '["meta"]["depth"]')"""
         )
 
 
-def walk_tree(tree: object, leaf: Leaf, dtypes: DtypeTree | None = None) -> object:
-    """``walk``, with a leaf's error re-raised as its own class, its path in front."""
-    try:
-        return walk(tree, leaf, dtypes)
-    except _LeafFailure as failure:
-        error = failure.error
-        path = format_path(tuple(reversed(failure.reversed_path)))
-        raise type(error)(f"{path}: {error}") from error
-    except RecursionError:
-        # A cycle, or nesting deeper than the interpreter's stack: found out here,
-        # after the fact, so that the walk itself keeps no record of where it has been.
-        raise recursion_error([("", tree)]) from None
+# --------------------------------------------------------------------------- #
+# Leaves
+# --------------------------------------------------------------------------- #
+
+_SCALAR_REASON: Final = "a NumPy scalar has no memory to share; its value goes into new memory"
 
 
-# The leaves of host calls with default options, by (type, dtype argument): the
-# options are checked once, and a repeated call walks straight away. Bounded;
-# forgotten in a forked child with the fast paths' tables.
-_HOST_LEAVES: dict[tuple[type, object], Leaf] = {}
-
-
-def _remember_leaf(dtype: object, leaf: Leaf) -> None:
-    if len(_HOST_LEAVES) >= 64:
-        _HOST_LEAVES.clear()
-    with contextlib.suppress(TypeError):  # an unhashable dtype argument
-        _HOST_LEAVES[(type(dtype), dtype)] = leaf
-
-
-os.register_at_fork(after_in_child=_HOST_LEAVES.clear)
-
-
-def _tensor_leaf(options: Options) -> Leaf:
-    # The common leaf: an ndarray whose plan to_tensor's fast path remembers (a
-    # share, or a cast that needs none of the general path's care), handled as
-    # to_tensor does.
-    remembered = array_fast_path(options)
-    copy_none = options.copy is None
+def tensor_leaf(options: Options) -> Leaf:
+    """The leaf conversion of ``tree_to_tensor`` under ``options``."""
 
     def convert(value: object) -> object:
         if type(value) is _ndarray:
-            if remembered is not None:
-                fast = remembered.get(value.dtype)
-                if fast is True:
-                    if value.flags.writeable:
-                        try:
-                            return _from_numpy(value)
-                        except ValueError:
-                            pass
-                elif fast and copy_none:
-                    result = cast_array_fast(value, fast)
-                    if result is not None:
-                        return result
             return array_to_tensor(value, options, None, False)
         if isinstance(value, torch.Tensor):
             return tensor_to_tensor(value, options)
-        # The casts to object (here and in _numpy_leaf): isinstance leaves the type
-        # arguments of ndarray and np.generic unknown to pyright.
-        if isinstance(value, np.ndarray):  # subclasses: the core's checks apply
-            return convert_to_tensor(cast(object, value), options)
-        assert isinstance(value, np.generic)
-        scalar = np.asarray(cast(object, value))  # a fresh 0-d array
-        if copy_none and remembered is not None and remembered.get(scalar.dtype) is True:
-            return torch.from_numpy(scalar)  # pyright: ignore[reportUnknownMemberType]
+        if is_masked(value):
+            masked = unmask(value)
+            return array_to_tensor(masked, options, "masked arrays are never shared", False)
+        if is_ndarray(value):  # other subclasses: a base-class view
+            return array_to_tensor(np.asarray(cast(object, value)), options, None, False)
+        scalar: npt.NDArray[Any] = np.asarray(value)  # a fresh 0-d array
         return array_to_tensor(scalar, options, _SCALAR_REASON, True)
 
     return convert
 
 
-def _numpy_leaf(options: Options) -> Leaf:
+def numpy_leaf(options: Options) -> Leaf:
+    """The leaf conversion of ``tree_to_numpy`` under ``options``."""
+
     def convert(value: object) -> object:
         if isinstance(value, torch.Tensor):
-            return tensor_to_numpy(value, options)
-        if type(value) is np.ndarray:
-            return array_to_numpy(value, options, None, False)
-        if isinstance(value, np.ndarray):
-            return convert_to_numpy(cast(object, value), options)
-        assert isinstance(value, np.generic)
-        return array_to_numpy(np.asarray(cast(object, value)), options, _SCALAR_REASON, True)
+            return tensor_to_array(value, options)
+        if is_masked(value):
+            masked = unmask(value)
+            return array_to_array(masked, options, "masked arrays are never shared", False)
+        if is_ndarray(value):
+            return array_to_array(np.asarray(cast(object, value)), options, None, False)
+        scalar: npt.NDArray[Any] = np.asarray(value)
+        return array_to_array(scalar, options, _SCALAR_REASON, True)
 
     return convert
+
+
+def convert_tree(
+    tree: object,
+    dtype: object,
+    make: Callable[[object], Options],
+    per_leaf: Callable[[Options], Leaf],
+    function: str,
+) -> object:
+    """Every array leaf of ``tree`` converted by ``per_leaf`` of its options."""
+    options, dtypes = leaf_options(dtype, make)
+    device = options.device
+    if device is None or device.type != "cuda":
+        result = walk_tree(tree, per_leaf(options), dtypes, per_leaf)
+    else:
+        # Every host leaf going to a GPU crosses the bus in one copy with the others.
+        with batch_transfer(device, options.non_blocking):
+            result = walk_tree(tree, per_leaf(options), dtypes, per_leaf)
+    check_used(dtypes, function, tree)
+    return result
+
+
+# --------------------------------------------------------------------------- #
+# tree_to_tensor, tree_to_numpy
+# --------------------------------------------------------------------------- #
 
 
 @overload
@@ -523,7 +528,10 @@ def tree_to_tensor(
 
     Args:
         tree: the nested batch.
-        dtype: a policy or dtype, as for ``to_tensor``, applied to every leaf.
+        dtype: a policy or dtype, as for ``to_tensor``, applied to every leaf;
+            or per-leaf dtypes: a mapping from top-level keys (or printed paths
+            such as ``'["meta"]["depth"]'``) to dtypes or policies, every other
+            leaf following ``FLOAT32``.
         device: where every converted leaf goes, as for ``to_tensor``.
         copy: None, True or False, as for ``to_tensor``, per leaf.
         casting: NumPy's casting rule, checked for every leaf's dtype change.
@@ -544,41 +552,11 @@ def tree_to_tensor(
     >>> out["image"].dtype, out["label"], out["name"]
     (torch.float32, tensor(3), 'cat')
     """
-    found: Leaf | None = None
-    dtypes: DtypeTree | None = None
-    defaults = (
-        device is None
-        and copy is None
-        and casting == "same_kind"
-        and pin_memory is False
-        and non_blocking is False
-    )
-    if defaults:
-        try:  # noqa: SIM105 (contextlib.suppress costs more than this whole lookup)
-            found = _HOST_LEAVES.get((type(dtype), dtype))
-        except TypeError:
-            pass  # unhashable: a per-leaf mapping, or a bad argument the checks explain
-    if found is not None:
-        leaf = found
-    else:
-        leaf, dtypes = per_leaf(
-            dtype,
-            lambda each: _tensor_leaf(
-                tensor_options(each, device, copy, casting, pin_memory, non_blocking)
-            ),
-        )
-        if defaults and dtypes is None:
-            _remember_leaf(dtype, leaf)
-    target = None if device is None else parse_device(device)
-    if target is None or target.type != "cuda":
-        result = walk_tree(tree, leaf, dtypes)
-    else:
-        # Every host leaf going to a GPU crosses the bus in one copy with the others.
-        with batch_transfer(target, non_blocking is True):
-            result = walk_tree(tree, leaf, dtypes)
-    if dtypes is not None:
-        check_used(dtypes, "tree_to_tensor")
-    return result
+
+    def make(each: object) -> Options:
+        return Options.for_tensor(each, device, copy, casting, pin_memory, non_blocking)
+
+    return convert_tree(tree, dtype, make, tensor_leaf, "tree_to_tensor")
 
 
 @overload
@@ -642,7 +620,8 @@ def tree_to_numpy(
 
     Args:
         tree: the nested batch.
-        dtype: a policy or dtype, as for ``to_numpy``, applied to every leaf.
+        dtype: a policy or dtype, as for ``to_numpy``, applied to every leaf;
+            or per-leaf dtypes, as for ``tree_to_tensor``.
         copy: None, True or False, as for ``to_numpy``, per leaf.
         casting: NumPy's casting rule, checked for every leaf's dtype change.
 
@@ -658,7 +637,8 @@ def tree_to_numpy(
     >>> out["logits"].dtype, out["step"]
     (dtype('float32'), 7)
     """
-    leaf, dtypes = per_leaf(dtype, lambda each: _numpy_leaf(numpy_options(each, copy, casting)))
-    result = walk_tree(tree, leaf, dtypes)
-    check_used(dtypes, "tree_to_numpy")
-    return result
+
+    def make(each: object) -> Options:
+        return Options.for_numpy(each, copy, casting)
+
+    return convert_tree(tree, dtype, make, numpy_leaf, "tree_to_numpy")
