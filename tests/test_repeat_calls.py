@@ -646,7 +646,9 @@ def test_integer_to_bfloat16_follows_numpy_on_every_path(path, source_dtype, spe
     dtype = {"torch": torch.bfloat16, "name": "bfloat16", "ml_dtypes": ml_dtypes.bfloat16}[spelling]
     a = np.array([_BF16_VALUE, 3], dtype=source_dtype)
     expected = a.astype(ml_dtypes.bfloat16)
-    assert float(expected[0]) == 16908288.0  # NumPy's single rounding, not 16777216
+    # ml_dtypes 0.6 and later round once (16908288); 0.5 (with NumPy 1.26) rounds through
+    # float32 itself (16777216): either way the result is NumPy's, bit for bit.
+    assert float(expected[0]) in (16908288.0, 16777216.0)
     out = _bf16_result(path, a, dtype)
     assert str(out.dtype).endswith("bfloat16")
     S.assert_same_bits(out, expected)

@@ -46,7 +46,7 @@ from ._kernels import (
     torch_cast,
     torch_only_cast,
 )
-from ._plan import CPU, Memo, Options, Plan, memo_for, same_device
+from ._plan import CPU, Options, Plan, memo_for, remembered, same_device
 from ._threads import TORCH_GRAIN, threads, torch_threads_safe
 from ._transfer import device_to_host, host_to_device, open_batch, stage_to_device
 
@@ -65,17 +65,9 @@ _S = TypeVar("_S", bound=np.generic)
 
 _Tensor: Final = torch.Tensor
 _ndarray: Final = np.ndarray
+_STRIDED: Final = torch.strided
 _FLOAT32: Final = memo_for(FLOAT32)
 _PRESERVE: Final = memo_for(PRESERVE)
-
-
-def _memo(dtype: object) -> Memo | None:
-    """The memo of FLOAT32 or PRESERVE, the two a fast path looks up by identity."""
-    if dtype is FLOAT32:
-        return _FLOAT32
-    if dtype is PRESERVE:
-        return _PRESERVE
-    return None
 
 
 # --------------------------------------------------------------------------- #
@@ -140,11 +132,19 @@ def to_tensor(
     >>> float(a[0])
     7.0
     """
-    if type(data) is _ndarray and device is None and casting == "same_kind":
-        memo = _memo(dtype)
-        plan = memo.plans.get(data.dtype) if memo is not None else None
-        if plan is not None and pin_memory is False and non_blocking is False:
-            if plan.blocker is None:
+    # The fast path: the plan of an ndarray or a tensor that stays where it is, one
+    # look-up in the memo of the dtype argument; every other call checks its options.
+    if device is None and casting == "same_kind" and pin_memory is False and not non_blocking:
+        memo = (
+            _FLOAT32 if dtype is FLOAT32 else _PRESERVE if dtype is PRESERVE else remembered(dtype)
+        )
+        if memo is None:
+            pass
+        elif type(data) is _ndarray:
+            plan = memo.arrays.get(data.dtype)
+            if plan is None:
+                pass
+            elif plan.blocker is None:
                 if (copy is None or copy is False) and data.flags.writeable:
                     try:
                         return from_numpy(data)
@@ -152,6 +152,20 @@ def to_tensor(
                         pass  # strides torch refuses, or a bit view: the general path
             elif copy is None or copy is True:
                 return host_copy(data, plan)
+        elif type(data) is _Tensor and copy is None:
+            plan = memo.tensors.get(data.dtype)
+            if (
+                plan is not None
+                and plan.blocker is None
+                and data.layout is _STRIDED
+                and not data.is_nested
+            ):
+                try:
+                    # Freed storage and torch.func wrappers: the general path raises.
+                    if data.untyped_storage().data_ptr():
+                        return data
+                except RuntimeError:
+                    pass
     return tensor_from(
         data, Options.for_tensor(dtype, device, copy, casting, pin_memory, non_blocking)
     )
@@ -417,8 +431,11 @@ def to_numpy(
     dtype('float32')
     """
     if type(data) is _Tensor and casting == "same_kind":
-        memo = _memo(dtype)
-        plan = memo.plans.get(data.dtype) if memo is not None else None
+        memo = (
+            _FLOAT32 if dtype is FLOAT32 else _PRESERVE if dtype is PRESERVE else remembered(dtype)
+        )
+        # (a byte order asked for, dtype=">f4", is honoured on the general path)
+        plan = memo.numpy.get(data.dtype) if memo is not None and memo.exact is None else None
         if plan is not None:
             # numpy() refuses GPU tensors, conjugate and negative bits, ZeroTensors
             # and other layouts itself: the general path then explains or copies.
@@ -492,7 +509,7 @@ def host_array(tensor: torch.Tensor, plan: Plan) -> npt.NDArray[Any]:
     if plan.kernel == "dequantize":
         assert plan.after is not None
         return host_array(tensor.dequantize(), plan.after)
-    if tensor.device.type != "cpu":
+    if not tensor.is_cpu:
         near = device_cast(tensor, plan) if _casts_before_bus(plan) else tensor
         host = device_to_host(near)
         if host.dtype == plan.target.torch:

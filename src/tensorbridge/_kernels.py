@@ -67,13 +67,9 @@ def copy_strides(shape: Sequence[int], strides: Sequence[int]) -> tuple[int, ...
     axes address nothing: they place the axis, never make an input dense or not.
     Anything else (gaps, overlaps, broadcasts) gives None: C order.
     """
-    order = sorted(range(len(shape)), key=lambda axis: -abs(strides[axis]))
-    expected = 1
-    for axis in reversed(order):
-        if shape[axis] != 1:
-            if abs(strides[axis]) != expected:
-                return None
-            expected *= shape[axis]
+    order = _axis_order(shape, strides)
+    if order is None:
+        return None
     moving = [axis for axis in range(len(shape)) if shape[axis] != 1]
     if [axis for axis in order if shape[axis] != 1] == moving:
         return None  # C order (size-1 axes aside)
@@ -92,18 +88,19 @@ def is_dense(array: npt.NDArray[Any]) -> bool:
     if array.flags.c_contiguous or array.flags.f_contiguous:
         return True
     itemsize = array.itemsize
-    return _dense_in_elements(array.shape, [stride // itemsize for stride in array.strides])
+    return _axis_order(array.shape, [stride // itemsize for stride in array.strides]) is not None
 
 
-def _dense_in_elements(shape: Sequence[int], strides: Sequence[int]) -> bool:
+def _axis_order(shape: Sequence[int], strides: Sequence[int]) -> list[int] | None:
+    """The axes from outermost to innermost (by stride), or None when there are gaps."""
     order = sorted(range(len(shape)), key=lambda axis: -abs(strides[axis]))
     expected = 1
     for axis in reversed(order):
         if shape[axis] != 1:
             if abs(strides[axis]) != expected:
-                return False
+                return None
             expected *= shape[axis]
-    return True
+    return order
 
 
 def _new_array(
@@ -248,7 +245,9 @@ def _direct_cast(source: np.dtype[Any], target: np.dtype[Any]) -> bool:
     ml_dtypes pairs that have no cast between them)."""
     if source.kind == "c" and target.kind != "c":
         return False
-    return bool(np.can_cast(source, target, "unsafe"))
+    return bool(source.isbuiltin and target.isbuiltin) or bool(
+        np.can_cast(source, target, "unsafe")
+    )
 
 
 def _array_copy_strides(array: npt.NDArray[Any]) -> tuple[int, ...] | None:

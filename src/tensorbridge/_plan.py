@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeAlias, cast
+from typing import Any, Final, Literal, TypeAlias, TypeVar, cast
 
 import numpy as np
 import torch
@@ -58,6 +58,7 @@ __all__ = [
     "Plan",
     "memo_for",
     "parse_device",
+    "remembered",
     "same_device",
 ]
 
@@ -97,10 +98,6 @@ class Plan:
     #: For ``kernel == "dequantize"``: the plan of the dequantized (float32) data.
     after: Plan | None = None
 
-    @property
-    def shares(self) -> bool:
-        return self.blocker is None
-
 
 class Options:
     """The keyword options of one call, checked once (a tree reuses them for every leaf).
@@ -109,10 +106,11 @@ class Options:
     call that misses the fast path, and frozen dataclasses are slower to build.
     """
 
-    __slots__ = ("casting", "copy", "device", "memo", "non_blocking", "pin_memory")
+    __slots__ = ("casting", "copy", "device", "dtype", "memo", "non_blocking", "pin_memory")
 
     def __init__(
         self,
+        dtype: object,
         memo: Memo,
         device: torch.device | None,
         copy: bool | None,
@@ -120,6 +118,7 @@ class Options:
         pin_memory: bool = False,
         non_blocking: bool = False,
     ) -> None:
+        self.dtype = dtype  # the argument as given: leaves of a tree are converted with it
         self.memo = memo
         self.device = device
         self.copy = copy
@@ -158,7 +157,7 @@ class Options:
                 f"copy={short_repr(copy)} is not a copy mode; pass None (share when "
                 "possible), True (always copy) or False (share or raise)"
             )
-        return cls(memo_for(dtype), None, copy, check_casting_value(casting))
+        return cls(dtype, memo_for(dtype), None, copy, check_casting_value(casting))
 
 
 def _check_bool(name: str, value: object) -> bool:
@@ -175,14 +174,16 @@ def _check_bool(name: str, value: object) -> bool:
 class Memo:
     """A dtype argument, resolved once, and the plans made for it.
 
-    ``plans`` is keyed by the call kind, the source dtype and the option
-    values that decide a plan (the casting rule and the devices). The two
-    hottest kinds with the default casting rule and no device are keyed by the
-    source dtype alone: an ``np.dtype`` for an ndarray to a host tensor, a
-    ``torch.dtype`` for a CPU tensor to an ndarray; every other plan by a tuple.
+    The plans are keyed by the call kind, the source dtype and the option
+    values that decide a plan (the casting rule and the devices). The three
+    kinds the fast paths look up, with the default casting rule and nothing
+    moving, have a table each, keyed by the source dtype alone: ``arrays``
+    (an ndarray to a host tensor), ``numpy`` (a CPU tensor to an ndarray) and
+    ``tensors`` (a tensor to a tensor on its own device). Every other plan is
+    in ``others``, keyed by a tuple.
     """
 
-    __slots__ = ("exact", "fixed", "plans", "policy")
+    __slots__ = ("arrays", "exact", "fixed", "numpy", "others", "policy", "tensors")
 
     def __init__(self, dtype: object) -> None:
         #: The policy, or else the concrete dtype every element becomes.
@@ -195,7 +196,10 @@ class Memo:
             exact = _numpy_dtype_or_none(dtype)
             if exact is not None and not exact.isnative and exact.kind in "biufc":
                 self.exact = exact
-        self.plans: dict[object, Plan] = {}
+        self.arrays: dict[np.dtype[Any], Plan] = {}
+        self.numpy: dict[torch.dtype, Plan] = {}
+        self.tensors: dict[torch.dtype, Plan] = {}
+        self.others: dict[tuple[object, ...], Plan] = {}
 
     def result(self, source: DType) -> DType:
         """The result dtype for ``source`` data."""
@@ -208,27 +212,23 @@ class Memo:
         self, dtype: np.dtype[Any], casting: str, device: torch.device | None = None
     ) -> Plan:
         """The plan for an ndarray of ``dtype`` going to a tensor (on ``device``, if given)."""
-        key: object = (
-            dtype
-            if casting == "same_kind" and device is None
-            else (
-                "array",
-                dtype,
-                casting,
-                device,
-            )
-        )
-        plan = self.plans.get(key)
+        if casting == "same_kind" and device is None:
+            plan = self.arrays.get(dtype)
+            if plan is None:
+                plan = _store(self.arrays, dtype, _array_plan(self, dtype, "array", casting, None))
+            return plan
+        key = ("array", dtype, casting, device)
+        plan = self.others.get(key)
         if plan is None:
-            plan = self._store(key, _make_array_plan(self, dtype, "array", casting, device))
+            plan = _store(self.others, key, _array_plan(self, dtype, "array", casting, device))
         return plan
 
     def numpy_plan(self, dtype: np.dtype[Any], casting: str) -> Plan:
         """The plan for an ndarray of ``dtype`` going to an ndarray."""
         key = ("array-numpy", dtype, casting)
-        plan = self.plans.get(key)
+        plan = self.others.get(key)
         if plan is None:
-            plan = self._store(key, _make_array_plan(self, dtype, "array-numpy", casting, None))
+            plan = _store(self.others, key, _array_plan(self, dtype, "array-numpy", casting, None))
         return plan
 
     def tensor_plan(
@@ -244,22 +244,31 @@ class Memo:
         ``there`` is the device the result moves to, or None when it stays
         (for ``"numpy"``: None for a CPU tensor, else the CPU).
         """
-        key: object = (
-            dtype
-            if kind == "numpy" and casting == "same_kind" and there is None
-            else (kind, dtype, casting, here, there)
-        )
-        plan = self.plans.get(key)
+        if casting == "same_kind" and there is None:
+            # Nothing moves, so the plan is the same on every device (the
+            # executors cast on the tensor's own device).
+            table = self.numpy if kind == "numpy" else self.tensors
+            plan = table.get(dtype)
+            if plan is None:
+                made = make_plan(self, from_torch_dtype(dtype), kind, casting, here, None)
+                plan = _store(table, dtype, made)
+            return plan
+        key = (kind, dtype, casting, here, there)
+        plan = self.others.get(key)
         if plan is None:
-            source = from_torch_dtype(dtype)
-            plan = self._store(key, make_plan(self, source, kind, casting, here, there))
+            made = make_plan(self, from_torch_dtype(dtype), kind, casting, here, there)
+            plan = _store(self.others, key, made)
         return plan
 
-    def _store(self, key: object, plan: Plan) -> Plan:
-        if len(self.plans) >= _PLANS_PER_ARGUMENT:
-            self.plans.clear()
-        self.plans[key] = plan
-        return plan
+
+_K = TypeVar("_K")
+
+
+def _store(table: dict[_K, Plan], key: _K, plan: Plan) -> Plan:
+    if len(table) >= _PLANS_PER_ARGUMENT:
+        table.clear()
+    table[key] = plan
+    return plan
 
 
 _PLANS_PER_ARGUMENT: Final = 256
@@ -270,6 +279,14 @@ _MEMO_ARGUMENTS: Final = 64
 # Dtype arguments that are values (equal ones behave alike): memoised by value.
 # Anything else (an object with a .dtype attribute, say) is resolved every call.
 _VALUE_TYPES: Final = (DtypePolicy, torch.dtype, np.dtype, str, type)
+
+
+def remembered(dtype: object) -> Memo | None:
+    """The memo of a dtype argument if it has one already (a fast path's look-up), else None."""
+    try:
+        return _MEMOS.get((type(dtype), dtype))
+    except TypeError:  # unhashable: no memo, and the general path explains
+        return None
 
 
 def memo_for(dtype: object) -> Memo:
@@ -314,7 +331,7 @@ def _numpy_dtype_or_none(dtype: object) -> np.dtype[Any] | None:
 # --------------------------------------------------------------------------- #
 
 
-def _make_array_plan(
+def _array_plan(
     memo: Memo,
     dtype: np.dtype[Any],
     kind: Literal["array", "array-numpy"],

@@ -24,11 +24,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from ._compat import is_masked, is_ndarray
-from ._convert import array_to_array, array_to_tensor, tensor_to_array, tensor_to_tensor
+from ._convert import to_numpy, to_tensor
 from ._dtypes import FLOAT32, Casting, DTypeLike, DtypePolicy
 from ._errors import InvalidArgumentError, InvalidInputError, TensorBridgeError, short_repr
-from ._inputs import unmask
 from ._paths import Field, LeafDtypes, LeafOptions, format_path
 from ._plan import Options
 from ._transfer import batch_transfer
@@ -383,41 +381,32 @@ def check_used(dtypes: LeafOptions | None, function: str, tree: object) -> None:
 # Leaves
 # --------------------------------------------------------------------------- #
 
-_SCALAR_REASON: Final = "a NumPy scalar has no memory to share; its value goes into new memory"
-
 
 def tensor_leaf(options: Options) -> Leaf:
-    """The leaf conversion of ``tree_to_tensor`` under ``options``."""
+    """The leaf conversion of ``tree_to_tensor``: ``to_tensor`` with the tree's options."""
+    dtype, device, copy, casting = options.dtype, options.device, options.copy, options.casting
+    pin_memory, non_blocking = options.pin_memory, options.non_blocking
 
     def convert(value: object) -> object:
-        if type(value) is _ndarray:
-            return array_to_tensor(value, options, None, False)
-        if isinstance(value, torch.Tensor):
-            return tensor_to_tensor(value, options)
-        if is_masked(value):
-            masked = unmask(value)
-            return array_to_tensor(masked, options, "masked arrays are never shared", False)
-        if is_ndarray(value):  # other subclasses: a base-class view
-            return array_to_tensor(np.asarray(cast(object, value)), options, None, False)
-        scalar: npt.NDArray[Any] = np.asarray(value)  # a fresh 0-d array
-        return array_to_tensor(scalar, options, _SCALAR_REASON, True)
+        return to_tensor(
+            value,
+            dtype=cast(Any, dtype),
+            device=device,
+            copy=copy,
+            casting=cast(Any, casting),
+            pin_memory=pin_memory,
+            non_blocking=non_blocking,
+        )
 
     return convert
 
 
 def numpy_leaf(options: Options) -> Leaf:
-    """The leaf conversion of ``tree_to_numpy`` under ``options``."""
+    """The leaf conversion of ``tree_to_numpy``: ``to_numpy`` with the tree's options."""
+    dtype, copy, casting = options.dtype, options.copy, options.casting
 
     def convert(value: object) -> object:
-        if isinstance(value, torch.Tensor):
-            return tensor_to_array(value, options)
-        if is_masked(value):
-            masked = unmask(value)
-            return array_to_array(masked, options, "masked arrays are never shared", False)
-        if is_ndarray(value):
-            return array_to_array(np.asarray(cast(object, value)), options, None, False)
-        scalar: npt.NDArray[Any] = np.asarray(value)
-        return array_to_array(scalar, options, _SCALAR_REASON, True)
+        return to_numpy(value, dtype=cast(Any, dtype), copy=copy, casting=cast(Any, casting))
 
     return convert
 
