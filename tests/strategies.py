@@ -279,8 +279,6 @@ def assert_layout(result: Any, source: Any) -> None:
         )
 
 
-
-
 def _layout_probe(source: Any) -> np.ndarray:
     """An array laid out as ``source`` (an ndarray, or a tensor's element strides)."""
     if isinstance(source, np.ndarray):
@@ -289,7 +287,6 @@ def _layout_probe(source: Any) -> np.ndarray:
     extent = 1 + sum((n - 1) * s for n, s in zip(source.shape, strides, strict=True) if n > 0)
     memory = np.zeros(max(extent, 1), dtype=np.int8)
     return np.lib.stride_tricks.as_strided(memory, tuple(source.shape), strides)
-
 
 
 # ---------------------------------------------------------------------------
