@@ -350,7 +350,7 @@ def _write_batch(
     stacked = None
     if carried.numpy is not None and math.prod(shape) * carried.itemsize < _threads.PARALLEL_BYTES:
         stacked = _stacked(column, carried)
-        if moves_to is None and not options.pin_memory and get_worker_info() is None:
+        if moves_to is None and not options.pin_memory and not _in_worker():
             return share_ndarray(stacked, carried)
     placed = None
     if moves_to is not None:
@@ -397,7 +397,7 @@ def _fill_batch(out: torch.Tensor, column: list[Any], plan: Plan, carried: DType
 def _new_batch(shape: tuple[int, ...], dtype: DType, options: Options) -> torch.Tensor:
     """Uninitialised CPU memory for the batch: shared in a worker, pinned if asked."""
     assert dtype.torch is not None
-    if get_worker_info() is not None:
+    if _in_worker():
         count = math.prod(shape)
         # What default_collate does too: the batch crosses to the main process for free.
         storage = shared_storage(dtype.itemsize * count)
@@ -421,13 +421,7 @@ def _stack_tensors(column: list[torch.Tensor], options: Options) -> torch.Tensor
     """A column of tensors, stacked by ``torch.stack`` (graph kept, as ``default_collate``)."""
     if column[0].is_quantized:
         column = _dequantized(column, options)
-    for sample in column:
-        try:
-            held = sample.untyped_storage().data_ptr()
-        except RuntimeError:  # no storage to read: sparse tensors, torch.func wrappers
-            held = 0
-        if not held and sample.numel():
-            check_tensor(sample)  # the check explains (freed storage, say)
+    _check_storages(column)
     first = column[0]
     here = first.device
     there = options.device
@@ -436,11 +430,13 @@ def _stack_tensors(column: list[torch.Tensor], options: Options) -> torch.Tensor
     safe = _threads.torch_threads_safe(first.numel() * len(column))
     if (
         moves_to is None
-        and plan.kernel in ("none", "torch")
+        and (plan.kernel == "torch" or (plan.kernel == "none" and _in_worker()))
         and here.type == "cpu"
         and not (first.requires_grad and torch.is_grad_enabled())  # out= cuts the graph
         and safe
     ):
+        # Cast while stacking (torch's cast is exact for the pair), or stack into
+        # shared memory in a DataLoader worker, as default_collate does.
         out = _new_batch((len(column), *first.shape), plan.target, options)
         try:
             return torch.stack(column, 0, out=out)  # cast while stacking: torch's is exact
@@ -454,6 +450,30 @@ def _stack_tensors(column: list[torch.Tensor], options: Options) -> torch.Tensor
     if stacked.dtype != first.dtype:
         _check_tensor_promotion(column, stacked, options)
     return tensor_to_tensor(stacked, options, _NEW_MEMORY)
+
+
+_storage_of: Final = torch.Tensor.untyped_storage
+_address_of: Final = torch.UntypedStorage.data_ptr
+
+
+def _check_storages(column: list[torch.Tensor]) -> None:
+    """Raise for a sample whose storage was freed (``torch.stack`` would read freed memory).
+
+    One pass in C over the storages' addresses; only a column with a null one
+    (an empty sample, or a freed or storage-less tensor) is examined sample by
+    sample.
+    """
+    try:
+        if 0 not in map(_address_of, map(_storage_of, column)):
+            return
+    except RuntimeError:  # no storage to read: sparse tensors, torch.func wrappers
+        pass
+    for sample in column:
+        check_tensor(sample)
+
+
+def _in_worker() -> bool:
+    return get_worker_info() is not None
 
 
 def _numpy_stack(column: list[torch.Tensor]) -> torch.Tensor:

@@ -236,7 +236,7 @@ def host_copy(array: npt.NDArray[Any], plan: Plan) -> torch.Tensor:
         shareable = shareable_strides(array)
         if shareable is not None:
             return torch_cast(share_ndarray(shareable, plan.source), target, size >= plan.huge_from)
-    return share_ndarray(numpy_cast(array, target, quiet=plan.quiet), target)
+    return share_ndarray(numpy_cast(array, target, quiet=plan.quiet, direct=plan.direct), target)
 
 
 def fill(out: torch.Tensor, array: npt.NDArray[Any], plan: Plan) -> None:
@@ -320,7 +320,7 @@ def cpu_cast(tensor: torch.Tensor, plan: Plan) -> torch.Tensor:
     if kernel != "numpy" and not _numpy_faster(size, plan) and torch_threads_safe(size):
         return torch_cast(tensor.detach(), target, size >= plan.huge_from)
     host = share_tensor(tensor.detach().resolve_conj().resolve_neg(), plan.source)
-    return share_ndarray(numpy_cast(host, target, quiet=plan.quiet), target)
+    return share_ndarray(numpy_cast(host, target, quiet=plan.quiet, direct=plan.direct), target)
 
 
 def device_cast(tensor: torch.Tensor, plan: Plan) -> torch.Tensor:
@@ -506,29 +506,28 @@ def host_array(tensor: torch.Tensor, plan: Plan) -> npt.NDArray[Any]:
     float32); every other cast runs on the host, so a GPU tensor converts to the
     values its CPU copy would.
     """
-    if plan.kernel == "dequantize":
+    kernel, target = plan.kernel, plan.target
+    if kernel == "dequantize":
         assert plan.after is not None
         return host_array(tensor.dequantize(), plan.after)
     if not tensor.is_cpu:
         near = device_cast(tensor, plan) if _casts_before_bus(plan) else tensor
-        host = device_to_host(near)
-        if host.dtype == plan.target.torch:
-            return share_tensor(host, plan.target)  # new memory, made by the move
-        tensor = host
-    target, size = plan.target, tensor.numel()
+        tensor = device_to_host(near)
+        if tensor.dtype == target.torch:
+            return share_tensor(tensor, target)  # new memory, made by the move
     if plan.source.numpy is None:
         # complex32 (or bfloat16/float8 without ml_dtypes): torch casts it, exactly
         # where the target is wider, else through a widening of its own first.
         return share_tensor(_torch_widened(tensor, target), target)
-    if (
-        plan.kernel == "torch"
-        and target.bits_torch is None
-        and not _numpy_faster(size, plan)
-        and torch_threads_safe(size)
-    ):
-        return share_tensor(torch_cast(tensor, target, size >= plan.huge_from), target)
-    values = share_tensor(tensor.resolve_conj().resolve_neg(), plan.source)
-    return numpy_cast(values, target, quiet=plan.quiet)
+    if kernel == "torch" and target.bits_torch is None:
+        size = tensor.numel()
+        if not _numpy_faster(size, plan) and torch_threads_safe(size):
+            return share_tensor(torch_cast(tensor, target, size >= plan.huge_from), target)
+    try:
+        values = share_tensor(tensor, plan.source)
+    except RuntimeError:  # conjugate or negative bits: NumPy holds the plain values
+        values = share_tensor(tensor.resolve_conj().resolve_neg(), plan.source)
+    return numpy_cast(values, target, quiet=plan.quiet, direct=plan.direct)
 
 
 def _torch_widened(tensor: torch.Tensor, target: DType) -> torch.Tensor:
@@ -553,7 +552,7 @@ def array_to_array(
         return array
     if owned and plan.kernel == "none" and array.dtype.isnative:
         return array  # the memory is new already
-    return numpy_cast(array, plan.target, quiet=plan.quiet)
+    return numpy_cast(array, plan.target, quiet=plan.quiet, direct=plan.direct)
 
 
 # --------------------------------------------------------------------------- #

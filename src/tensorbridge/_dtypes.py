@@ -50,6 +50,7 @@ __all__ = [
     "from_numpy_dtype",
     "from_torch_dtype",
     "ml_dtypes_module",
+    "numpy_casts_directly",
     "numpy_casts_quietly",
     "resolve_dtype",
     "torch_casts_exactly",
@@ -759,4 +760,14 @@ def numpy_casts_quietly(source: DType, target: DType) -> bool:
         and source.numpy_builtin
         and target.numpy_builtin
         and target.name in _QUIET_TARGETS
+    )
+
+
+def numpy_casts_directly(source: np.dtype[Any], target: np.dtype[Any]) -> bool:
+    """Whether one ``astype`` casts the pair (not complex to real, which warns; not the
+    ml_dtypes pairs that have no cast between them)."""
+    if source.kind == "c" and target.kind != "c":
+        return False
+    return bool(source.isbuiltin and target.isbuiltin) or bool(
+        np.can_cast(source, target, "unsafe")
     )

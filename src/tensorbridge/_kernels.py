@@ -32,7 +32,7 @@ from ._compat import (
     restore_fp_errors,
     view,
 )
-from ._dtypes import DType, from_numpy_dtype
+from ._dtypes import DType, from_numpy_dtype, numpy_casts_directly
 
 __all__ = [
     "autograd_numpy_cast",
@@ -215,13 +215,16 @@ def _exports_buffer(value: object) -> bool:
 # --------------------------------------------------------------------------- #
 
 
-def numpy_cast(array: npt.NDArray[Any], target: DType, *, quiet: bool = False) -> npt.NDArray[Any]:
+def numpy_cast(
+    array: npt.NDArray[Any], target: DType, *, quiet: bool = False, direct: bool | None = None
+) -> npt.NDArray[Any]:
     """New memory holding ``array``'s values as ``target``, as ``astype`` writes them.
 
     The layout follows ``copy_strides``. ``quiet`` says the pair cannot set a
     floating-point flag (``numpy_casts_quietly``), so the error state is left
-    alone; otherwise no flag is reported (see ``cast_into``). Large arrays are
-    split across threads.
+    alone; otherwise no flag is reported (see ``cast_into``). ``direct`` says
+    one ``astype`` casts the pair (``numpy_casts_directly``; found out here when
+    None). Large arrays are split across threads.
     """
     dtype = target.numpy
     assert dtype is not None
@@ -229,7 +232,7 @@ def numpy_cast(array: npt.NDArray[Any], target: DType, *, quiet: bool = False) -
         order: Literal["K", "C"] = "K" if is_dense(array) else "C"
         if quiet:
             return array.astype(dtype, order=order)
-        if _direct_cast(array.dtype, dtype):
+        if direct or (direct is None and numpy_casts_directly(array.dtype, dtype)):
             token = ignore_fp_errors()
             try:
                 return array.astype(dtype, order=order)
@@ -238,16 +241,6 @@ def numpy_cast(array: npt.NDArray[Any], target: DType, *, quiet: bool = False) -
     out = _new_array(array.shape, dtype, _array_copy_strides(array))
     cast_into(out, array)
     return out
-
-
-def _direct_cast(source: np.dtype[Any], target: np.dtype[Any]) -> bool:
-    """Whether one ``astype`` casts the pair (not complex to real, which warns; not the
-    ml_dtypes pairs that have no cast between them)."""
-    if source.kind == "c" and target.kind != "c":
-        return False
-    return bool(source.isbuiltin and target.isbuiltin) or bool(
-        np.can_cast(source, target, "unsafe")
-    )
 
 
 def _array_copy_strides(array: npt.NDArray[Any]) -> tuple[int, ...] | None:

@@ -43,6 +43,7 @@ from ._dtypes import (
     from_numpy_dtype,
     from_torch_dtype,
     ml_dtypes_module,
+    numpy_casts_directly,
     numpy_casts_quietly,
     resolve_dtype,
     torch_casts_exactly,
@@ -95,6 +96,9 @@ class Plan:
     huge_from: int
     #: NumPy's cast of the pair sets no floating-point flag (no error state to set).
     quiet: bool
+    #: One ``astype`` casts the pair (not complex to real; not the ml_dtypes pairs
+    #: that have no cast between them).
+    direct: bool
     #: For ``kernel == "dequantize"``: the plan of the dequantized (float32) data.
     after: Plan | None = None
 
@@ -104,6 +108,7 @@ class Options:
 
     A plain slotted class rather than a frozen dataclass: it is built on every
     call that misses the fast path, and frozen dataclasses are slower to build.
+    Never changed once made (the defaults are one shared object).
     """
 
     __slots__ = ("casting", "copy", "device", "dtype", "memo", "non_blocking", "pin_memory")
@@ -137,27 +142,47 @@ class Options:
         non_blocking: object = False,
     ) -> Options:
         """Check every option of ``to_tensor`` and resolve the dtype and device."""
-        options = cls.for_numpy(dtype, copy, casting)
-        options.pin_memory = _check_bool("pin_memory", pin_memory)
-        options.non_blocking = _check_bool("non_blocking", non_blocking)
-        if options.pin_memory and not torch.cuda.is_available():
+        if (
+            dtype is FLOAT32
+            and device is None
+            and copy is None
+            and casting == "same_kind"
+            and pin_memory is False
+            and non_blocking is False
+        ):
+            return _DEFAULTS
+        pin = _check_bool("pin_memory", pin_memory)
+        if pin and not torch.cuda.is_available():
             raise InvalidArgumentError(
                 "pin_memory=True needs CUDA (page-locked memory speeds up copies to a GPU), "
                 "and torch.cuda.is_available() is False in this process; leave "
                 "pin_memory=False"
             )
-        options.device = parse_device(device)
-        return options
+        return cls(
+            dtype,
+            memo_for(dtype),
+            parse_device(device),
+            _check_copy(copy),
+            check_casting_value(casting),
+            pin,
+            _check_bool("non_blocking", non_blocking),
+        )
 
     @classmethod
     def for_numpy(cls, dtype: object, copy: object, casting: object) -> Options:
         """Check the options of ``to_numpy`` and resolve the dtype."""
-        if copy is not None and copy is not True and copy is not False:
-            raise InvalidArgumentError(
-                f"copy={short_repr(copy)} is not a copy mode; pass None (share when "
-                "possible), True (always copy) or False (share or raise)"
-            )
-        return cls(dtype, memo_for(dtype), None, copy, check_casting_value(casting))
+        if dtype is FLOAT32 and copy is None and casting == "same_kind":
+            return _DEFAULTS
+        return cls(dtype, memo_for(dtype), None, _check_copy(copy), check_casting_value(casting))
+
+
+def _check_copy(copy: object) -> bool | None:
+    if copy is not None and copy is not True and copy is not False:
+        raise InvalidArgumentError(
+            f"copy={short_repr(copy)} is not a copy mode; pass None (share when "
+            "possible), True (always copy) or False (share or raise)"
+        )
+    return copy
 
 
 def _check_bool(name: str, value: object) -> bool:
@@ -274,6 +299,8 @@ def _store(table: dict[_K, Plan], key: _K, plan: Plan) -> Plan:
 _PLANS_PER_ARGUMENT: Final = 256
 _FLOAT32_MEMO: Final = Memo(FLOAT32)
 _PRESERVE_MEMO: Final = Memo(PRESERVE)
+#: The options of a call that passes none (to_tensor's, to_numpy's and every tree's).
+_DEFAULTS: Final = Options(FLOAT32, _FLOAT32_MEMO, None, None, "same_kind")
 _MEMOS: dict[tuple[type, object], Memo] = {}
 _MEMO_ARGUMENTS: Final = 64
 # Dtype arguments that are values (equal ones behave alike): memoised by value.
@@ -376,7 +403,7 @@ def make_plan(
         # Quantized tensors dequantize to float32, whose plan does the rest.
         after = make_plan(memo, from_torch_dtype(torch.float32), kind, casting, here, there)
         reason = _reason(source, target, memo, there, here)
-        return Plan(source, target, reason, after.bus, "dequantize", 0, 0, False, after)
+        return Plan(source, target, reason, after.bus, "dequantize", 0, 0, False, False, after)
     return Plan(
         source,
         target,
@@ -386,6 +413,9 @@ def make_plan(
         _numpy_below(source, target),
         _huge_from(source, target),
         numpy_casts_quietly(source, target),
+        source.numpy is not None
+        and target.numpy is not None
+        and numpy_casts_directly(source.numpy, target.numpy),
     )
 
 
