@@ -1,30 +1,43 @@
 """Hypothesis strategies and small helpers shared by the contract tests.
 
 Everything that generates inputs lives here (dtypes, shapes, arrays with arbitrary
-bit patterns, strided / reversed / transposed views, byte order, read-only flags),
+bit patterns, strided / reversed / transposed views, byte order, read-only flags,
+the odd objects of contract section 8, the containers the tree tests walk),
 together with the helpers that compare results bit for bit without going through
-tensorbridge.
+tensorbridge, the helpers that observe a call (sharing shown by mutation, section
+6's memory-safety checks), the message helpers, and the helpers that run code in a
+fresh interpreter.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import subprocess
 import sys
 import textwrap
+import warnings
+from collections import namedtuple
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
+import tensorbridge as tb
 
 try:
     import ml_dtypes
 except ImportError:  # the optional extra is absent
     ml_dtypes = None
+
+NUMPY_MAJOR = int(np.__version__.split(".")[0])
 
 # ---------------------------------------------------------------------------
 # dtype tables (contract section 4)
@@ -103,6 +116,13 @@ def numpy_dtype(dt: torch.dtype) -> np.dtype[Any]:
     if ml_dtypes is None:
         raise LookupError(f"{dt} needs ml_dtypes")
     return np.dtype(getattr(ml_dtypes, name))
+
+
+def numpy_dtype_of(x: Any) -> np.dtype[Any]:
+    """The NumPy dtype of a result: an ndarray's own, or section 4's for a tensor's."""
+    if isinstance(x, torch.Tensor):
+        return numpy_dtype(x.dtype)
+    return np.asarray(x).dtype
 
 
 def default_policy_dtype(dt: Any) -> np.dtype[Any]:
@@ -204,6 +224,24 @@ def tensor_from_bits(a: np.ndarray, dt: torch.dtype) -> torch.Tensor:
     if dt == torch.bool:
         return signed.to(torch.bool)
     return signed.view(dt)
+
+
+def every_bit_pattern(dtype: Any) -> np.ndarray:
+    """Every value of a small dtype, one element per bit pattern (bool: False and True)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return np.array([False, True])
+    patterns = np.arange(2 ** (8 * dtype.itemsize), dtype=np.uint64)
+    return patterns.astype(f"u{dtype.itemsize}").view(dtype)
+
+
+def complex32(real: Any, imag: Any) -> torch.Tensor:
+    """A complex32 tensor of these parts (float16 values), without torch's warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "ComplexHalf support is experimental"
+        return torch.complex(
+            torch.tensor(real, dtype=torch.float16), torch.tensor(imag, dtype=torch.float16)
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -505,10 +543,458 @@ def numpy_copy_of(t: torch.Tensor) -> np.ndarray:
     return b.view(dt)
 
 
-def run_child(code: str, *args: str, warnings: str = "error") -> subprocess.CompletedProcess[str]:
+# ---------------------------------------------------------------------------
+# odd objects (contract section 8: what torch and NumPy fail on internally)
+# ---------------------------------------------------------------------------
+
+
+class InterfaceObject:
+    """An object whose ``__array_interface__`` is whatever it was given (lying ones too)."""
+
+    def __init__(self, interface: object) -> None:
+        self.__array_interface__ = interface
+
+
+class WrapperTensor(torch.Tensor):
+    """A wrapper subclass (``_make_wrapper_subclass``) that cannot run any operation."""
+
+    @staticmethod
+    def __new__(cls, elem: torch.Tensor) -> WrapperTensor:
+        return torch.Tensor._make_wrapper_subclass(cls, elem.shape, dtype=elem.dtype)  # type: ignore[attr-defined,no-any-return]
+
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        raise RuntimeError("a wrapper subclass that cannot run anything")
+
+
+def fake_tensor() -> torch.Tensor:
+    """A tensor of ``FakeTensorMode``: a shape and a dtype, no memory."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        return torch.zeros(3)
+
+
+def nested_tensor() -> torch.Tensor:
+    """A nested tensor of two rows of lengths 2 and 3."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns that nested tensors are a prototype
+        return torch.nested.nested_tensor([torch.zeros(2), torch.zeros(3)])
+
+
+def self_referencing_list(*items: Any) -> list[Any]:
+    """``[*items, <the list itself>]``."""
+    tree: list[Any] = list(items)
+    tree.append(tree)
+    return tree
+
+
+def deeply_nested(leaf: Any, depth: int) -> list[Any]:
+    """``[leaf]`` inside ``depth`` more one-element lists."""
+    tree: list[Any] = [leaf]
+    for _ in range(depth):
+        tree = [tree]
+    return tree
+
+
+class Producer:
+    """A DLPack producer over an ndarray that may claim another device type."""
+
+    def __init__(self, array: np.ndarray[Any, Any], device_type: int = 1) -> None:
+        self.array = array
+        self.device_type = device_type
+
+    def __dlpack__(self, **kwargs: Any) -> object:
+        return self.array.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (self.device_type, 0)
+
+
+class LegacyProducer(Producer):
+    """A producer from before DLPack 1.0: no max_version, no read-only flag."""
+
+    def __dlpack__(self, stream: object = None) -> object:  # type: ignore[override]
+        # torch exports unversioned capsules (no read-only flag) when asked without max_version
+        return torch.from_numpy(self.array).__dlpack__()
+
+
+class CopyingArrayLike:
+    """``__array__`` accepts ``copy=`` but returns a fresh array every call."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        return np.array(self.values, dtype=dtype, copy=True)
+
+
+class ViewArrayLike:
+    """``__array__`` honours ``copy=``: without a copy it hands over a view of its memory."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        if copy:
+            return np.array(self.values, dtype=dtype, copy=True)
+        if dtype is not None and np.dtype(dtype) != self.values.dtype:
+            if copy is False:
+                raise ValueError("a dtype change needs a copy")
+            return self.values.astype(dtype)
+        return self.values[...]
+
+
+# ---------------------------------------------------------------------------
+# containers the tree and collate tests walk (contract section 9)
+# ---------------------------------------------------------------------------
+
+Pair = namedtuple("Pair", ["image", "label"])
+
+
+@dataclass(frozen=True)
+class FrozenSample:
+    image: Any
+    label: Any
+
+
+class Batch(dict):  # type: ignore[type-arg]
+    """A plain dict subclass, which can be rebuilt from a dict."""
+
+
+# ---------------------------------------------------------------------------
+# observing a call: everything a user can see (contract sections 3 and 6)
+# ---------------------------------------------------------------------------
+
+
+def memory_handle(x: Any) -> Any:
+    """A writable uint8 handle over all the memory ``x`` lives in (its storage / base).
+
+    For an ndarray pass the writable array that owns the memory; for a tensor, its
+    untyped storage is aliased as a flat uint8 tensor (no autograd involved).
+    """
+    if isinstance(x, torch.Tensor):
+        return torch.empty(0, dtype=torch.uint8).set_(x.untyped_storage())
+    assert x.flags.writeable, "pass the owning, writable base"
+    assert x.flags.c_contiguous, "pass the owning, writable base"
+    return x.reshape(-1).view(np.uint8)
+
+
+def flip_bits(memory: Any) -> None:
+    """Toggle the lowest bit of every byte (twice restores it; bool stays a valid bool)."""
+    if isinstance(memory, torch.Tensor):
+        memory.bitwise_xor_(1)
+    else:
+        np.bitwise_xor(memory, 1, out=memory)
+
+
+def raw_bits(x: Any) -> bytes:
+    """:func:`bits` as bytes; longdouble / clongdouble (whose padding bytes are
+    undefined) by the exact repr of each element instead."""
+    if (
+        isinstance(x, np.ndarray)
+        and x.dtype.kind in "fc"
+        and x.dtype.itemsize > 8 * (1 + (x.dtype.kind == "c"))
+    ):
+        return repr([repr(v) for v in x.ravel()]).encode()
+    return bits(x).tobytes()
+
+
+def _leaf_record(x: Any) -> tuple[Any, ...]:
+    if isinstance(x, torch.Tensor):
+        return (
+            "tensor",
+            type(x).__qualname__,
+            str(x.dtype),
+            str(x.device),
+            tuple(x.shape),
+            tuple(x.stride()),
+            bool(x.requires_grad),
+            bool(x.is_inference()),
+            bool(x.is_conj()),
+            bool(x.is_neg()),
+            raw_bits(x),
+        )
+    return (
+        "ndarray",
+        type(x).__qualname__,
+        x.dtype.str,
+        tuple(x.shape),
+        tuple(x.strides),
+        bool(x.flags.writeable),
+        raw_bits(x),
+    )
+
+
+def _structure(x: Any, leaves: list[Any]) -> Any:
+    """The result's containers, with each array leaf replaced by its index in ``leaves``."""
+    if isinstance(x, (np.ndarray, torch.Tensor)):
+        leaves.append(x)
+        return ("leaf", len(leaves) - 1)
+    if isinstance(x, dict):
+        return (type(x).__qualname__, tuple((repr(k), _structure(v, leaves)) for k, v in x.items()))
+    if isinstance(x, (list, tuple)):
+        return (type(x).__qualname__, tuple(_structure(v, leaves) for v in x))
+    return ("value", type(x).__qualname__, repr(x))
+
+
+@dataclass
+class Outcome:
+    """What one call did, as plain values (comparable, printable, literal_eval-able)."""
+
+    record: tuple[Any, ...]
+    leaves: list[Any]
+    shares: list[bool]
+
+
+def observe(
+    call: Callable[[], Any],
+    memory: Any,
+    context: Callable[[], Any] = contextlib.nullcontext,
+) -> Outcome:
+    """Run ``call`` under ``context`` and record everything the contract lets a user see.
+
+    Sharing is shown by mutation: every byte of the input's memory is flipped, each
+    result leaf is read again, and the memory is restored.
+    """
+    try:
+        with context():
+            result = call()
+    except Exception as exc:  # the error itself is the outcome
+        return Outcome(("raised", type(exc).__module__, type(exc).__qualname__, str(exc)), [], [])
+    leaves: list[Any] = []
+    structure = _structure(result, leaves)
+    records = [_leaf_record(leaf) for leaf in leaves]
+    before = [raw_bits(leaf) for leaf in leaves]
+    flip_bits(memory)
+    try:
+        after = [raw_bits(leaf) for leaf in leaves]
+    finally:
+        flip_bits(memory)
+    shares = [b != a for b, a in zip(before, after, strict=True)]
+    return Outcome(("returned", structure, tuple(records), tuple(shares)), leaves, shares)
+
+
+def assert_memory_safe(data: Any, outcome: Outcome) -> None:
+    """Section 6: no writable tensor over read-only memory, no writable NumPy array over a
+    tensor that requires grad."""
+    read_only = isinstance(data, np.ndarray) and not data.flags.writeable
+    needs_grad = isinstance(data, torch.Tensor) and data.requires_grad
+    for leaf, shared in zip(outcome.leaves, outcome.shares, strict=True):
+        if not shared:
+            continue
+        if read_only:
+            assert not isinstance(leaf, torch.Tensor), "a tensor aliases read-only memory"
+            assert not leaf.flags.writeable, "a writable array aliases read-only memory"
+        if needs_grad and isinstance(leaf, np.ndarray):
+            assert not leaf.flags.writeable, "a writable array aliases a tensor needing grad"
+
+
+class Source:
+    """A drawn input and a writable uint8 handle on the memory it lives in."""
+
+    def __init__(self, data: Any, memory: Any) -> None:
+        self.data = data
+        self.memory = memory
+
+    def __repr__(self) -> str:
+        d = self.data
+        if isinstance(d, torch.Tensor):
+            return (
+                f"Source(tensor dtype={d.dtype}, shape={tuple(d.shape)}, stride={d.stride()}, "
+                f"offset={d.storage_offset()}, requires_grad={d.requires_grad})"
+            )
+        return f"Source({Input(d, d)!r})"
+
+
+#: float32 (the default policy's own dtype, which shares) weighted up
+GRAD_DTYPES = [torch.float32] * 3 + [torch.float16, torch.bfloat16, torch.float64, torch.complex64]
+
+
+@st.composite
+def sources(draw: st.DrawFn, kind: str = "any") -> Source:
+    """An ndarray view (strided, reversed, byte-swapped, read-only) or a CPU tensor view,
+    possibly requiring grad, with a writable handle on its memory.
+
+    ``kind="read_only"``: always a read-only ndarray view; ``kind="grad"``: always a
+    floating tensor that requires grad.
+    """
+    if kind == "read_only" or (kind == "any" and draw(st.booleans(), label="ndarray")):
+        inp = draw(array_views(allow_readonly=True))
+        array = inp.array
+        if kind == "read_only" and array.flags.writeable:
+            array = array.view()
+            array.flags.writeable = False
+        return Source(array, memory_handle(inp.base))
+    if kind == "grad":
+        t = draw(tensors(st.sampled_from(GRAD_DTYPES), nonempty=True))
+        t = t.detach().requires_grad_()
+        return Source(t, memory_handle(t))
+    t = draw(tensors())
+    if (t.dtype.is_floating_point or t.dtype.is_complex) and draw(st.booleans(), label="grad"):
+        t = t.detach().requires_grad_()
+    return Source(t, memory_handle(t))
+
+
+class _Omitted:
+    """An option left out of the call (the default fast path is a path of its own)."""
+
+    def __repr__(self) -> str:
+        return "<omitted>"
+
+
+OMIT = _Omitted()
+
+
+def path_call(path: str, data: Any, reference: Any, **options: Any) -> Callable[[], Any]:
+    """A call of one public path; options equal to ``OMIT`` are not passed."""
+    options = {key: value for key, value in options.items() if value is not OMIT}
+    if path == "convert_like":
+        options.setdefault("dtype", tb.FLOAT32)  # convert_like has no default dtype
+    if path == "to_tensor":
+        return lambda: tb.to_tensor(data, **options)
+    if path == "to_numpy":
+        return lambda: tb.to_numpy(data, **options)
+    if path == "tree_to_tensor":
+        return lambda: tb.tree_to_tensor({"x": data, "rest": [data, 3, "s", None]}, **options)
+    if path == "tree_to_numpy":
+        return lambda: tb.tree_to_numpy({"x": data, "rest": (data, 2.5)}, **options)
+    if path == "collate":
+        return lambda: tb.collate([{"x": data, "y": 1}, {"x": data, "y": 2}], **options)
+    if path == "convert_like":
+        return lambda: tb.convert_like(data, reference, **options)
+    assert path == "prefetch"
+    return lambda: list(tb.prefetch([{"x": data}, [data]], device="cpu", **options))
+
+
+# ---------------------------------------------------------------------------
+# the calls before a call (contract section 3: they never change what it does)
+# ---------------------------------------------------------------------------
+
+CONTEXTS: dict[str, Callable[[], Any]] = {
+    "plain": contextlib.nullcontext,
+    "no_grad": torch.no_grad,
+    "inference_mode": torch.inference_mode,
+    "set_grad_enabled(False)": lambda: torch.set_grad_enabled(False),
+    "errstate(all='raise')": lambda: np.errstate(all="raise"),
+}
+
+#: equal to tb.FLOAT32 (section 3 lists exactly these two changes)
+EQUAL_TO_FLOAT32 = tb.DtypePolicy(floating="float32", complex="complex64")
+
+
+def _ignore_errors(call: Callable[[], Any]) -> Callable[[], None]:
+    def run() -> None:
+        with contextlib.suppress(tb.TensorBridgeError):
+            call()
+
+    return run
+
+
+#: other conversions, each of which could fill a cache that a later call then reads
+WARM_UPS: dict[str, Callable[[], None]] = {
+    "to_numpy float32": lambda: tb.to_numpy(torch.ones(3)),
+    "to_numpy float64": lambda: tb.to_numpy(torch.ones(3, dtype=torch.float64)),
+    "to_numpy grad": lambda: tb.to_numpy(torch.ones(3, requires_grad=True)),
+    "to_tensor (2, 1)": lambda: tb.to_tensor(np.ones((2, 1))),
+    "to_tensor float32": lambda: tb.to_tensor(np.ones(3, np.float32)),
+    "to_tensor PRESERVE": lambda: tb.to_tensor(np.ones(2), dtype=tb.PRESERVE),
+    "to_tensor equal policy": lambda: tb.to_tensor(np.ones(2), dtype=EQUAL_TO_FLOAT32),
+    "share error FLOAT32": _ignore_errors(
+        lambda: tb.to_tensor(np.ones(2), dtype=tb.FLOAT32, copy=False)
+    ),
+    "share error equal policy": _ignore_errors(
+        lambda: tb.to_tensor(np.ones(2), dtype=EQUAL_TO_FLOAT32, copy=False)
+    ),
+    "tree_to_tensor": lambda: tb.tree_to_tensor({"x": np.ones(2)}),
+    "collate": lambda: tb.collate([np.ones(2), np.ones(2)]),
+    "convert_like": lambda: tb.convert_like(torch.ones(2), np.zeros(1), dtype=tb.PRESERVE),
+}
+
+
+def warm_up_everything() -> None:
+    for warm_up in WARM_UPS.values():
+        warm_up()
+
+
+def _grad_case(context: str, path: str = "to_numpy") -> tuple[Callable[[], Any], Any, str]:
+    w = torch.ones(3, requires_grad=True)
+    if path == "to_numpy":
+        return (lambda: tb.to_numpy(w)), memory_handle(w), context
+    return (lambda: tb.convert_like(w, np.zeros(1), dtype=tb.PRESERVE)), memory_handle(w), context
+
+
+def _array_case(
+    a: np.ndarray, call: Callable[[np.ndarray], Any], context: str = "plain"
+) -> tuple[Callable[[], Any], Any, str]:
+    return (lambda: call(a)), memory_handle(a), context
+
+
+def _tensor_case(
+    t: torch.Tensor, call: Callable[[torch.Tensor], Any], context: str = "plain"
+) -> tuple[Callable[[], Any], Any, str]:
+    return (lambda: call(t)), memory_handle(t), context
+
+
+#: the calls whose very first run in a fresh interpreter is compared with a warm one
+KEY_CASES: dict[str, Callable[[], tuple[Callable[[], Any], Any, str]]] = {
+    "to_numpy grad, plain": lambda: _grad_case("plain"),
+    "to_numpy grad, no_grad": lambda: _grad_case("no_grad"),
+    "to_numpy grad, inference_mode": lambda: _grad_case("inference_mode"),
+    "to_numpy grad, set_grad_enabled(False)": lambda: _grad_case("set_grad_enabled(False)"),
+    "convert_like grad, no_grad": lambda: _grad_case("no_grad", "convert_like"),
+    "to_tensor (6, 1) float64": lambda: _array_case(np.arange(6.0)[:, None], tb.to_tensor),
+    "to_numpy as_strided (3, 1), (1, 7)": lambda: _tensor_case(
+        torch.arange(7.0).double().as_strided((3, 1), (1, 7)), tb.to_numpy
+    ),
+    "to_tensor float32 shares": lambda: _array_case(np.ones(3, np.float32), tb.to_tensor),
+    "to_tensor PRESERVE int64 copy=False": lambda: _array_case(
+        np.arange(3), lambda a: tb.to_tensor(a, dtype=tb.PRESERVE, copy=False)
+    ),
+    "to_tensor equal policy copy=False": lambda: _array_case(
+        np.ones(2), lambda a: tb.to_tensor(a, dtype=EQUAL_TO_FLOAT32, copy=False)
+    ),
+}
+
+
+def cold_and_warm(name: str) -> str:
+    """Run in a fresh child: the key case first, then after every warm-up (a repr)."""
+    call, memory, context = KEY_CASES[name]()
+    cold = observe(call, memory, CONTEXTS[context]).record
+    warm_up_everything()
+    warm = observe(call, memory, CONTEXTS[context]).record
+    return repr((cold, warm))
+
+
+# ---------------------------------------------------------------------------
+# messages (contract section 8)
+# ---------------------------------------------------------------------------
+
+
+def message_of(call: Callable[[], Any], error: type[BaseException] = tb.TensorBridgeError) -> str:
+    """The message of the error ``call`` raises (it must raise ``error``)."""
+    with pytest.raises(error) as info:
+        call()
+    return str(info.value)
+
+
+def assert_short(message: str, limit: int = 300) -> None:
+    assert len(message) < limit, f"a {len(message)}-character message: {message}"
+    assert message.count("\n") <= 3, f"more than a few lines: {message}"
+
+
+# ---------------------------------------------------------------------------
+# fresh interpreters (crash-class checks)
+# ---------------------------------------------------------------------------
+
+
+def run_child(
+    code: str, *args: str, warnings: str = "error", timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter (warnings as errors): crash-class checks.
 
-    A segfault or hang there is reported by the test, not fatal to the run.
+    A segfault or hang there is reported by the test, not fatal to the run: the child
+    is killed after ``timeout`` seconds (``subprocess.TimeoutExpired``).
     ``warnings`` is the ``-W`` filter (scripts that fork narrow it: Python 3.12+
     warns when a process with threads forks).
     """
@@ -518,6 +1004,68 @@ def run_child(code: str, *args: str, warnings: str = "error") -> subprocess.Comp
         [sys.executable, "-W", warnings, "-c", textwrap.dedent(code), *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         env=env,
     )
+
+
+def child_output(proc: subprocess.CompletedProcess[str]) -> str:
+    """The last stdout line of a child that must have run cleanly."""
+    assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{proc.stderr}"
+    assert proc.stderr == "", proc.stderr
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def run_children(jobs: dict[str, tuple[str, ...]]) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Run several :func:`run_child` jobs two at a time (the machine has two cores)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(run_child, *job) for name, job in jobs.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+#: Script text to put before a child script (``ISOLATED + textwrap.dedent(code)``): it
+#: defines ``isolated(label, fn, deadline=15.0)``, which runs ``fn`` in a forked
+#: grandchild and reports one line, so that a crash or a hang there is reported for
+#: that call alone.
+ISOLATED = textwrap.dedent(
+    """
+    import os, signal, sys, time, traceback, warnings
+    warnings.filterwarnings("ignore", message=".*multi-threaded.*fork", category=DeprecationWarning)
+
+    def isolated(label, fn, deadline=15.0):
+        # run fn in a forked child; print and judge the line it returns
+        sys.stdout.flush()
+        sys.stderr.flush()
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_end)
+            try:
+                line = fn()
+            except BaseException as e:
+                line = f"FAIL {label}: {type(e).__name__}: {str(e)[:300]}"
+            os.write(write_end, line.encode())
+            os._exit(0)
+        os.close(write_end)
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.01)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(read_end)
+            print(f"FAIL {label}: hung for {deadline} s", flush=True)
+            return False
+        with os.fdopen(read_end, "rb") as pipe:
+            line = pipe.read().decode()
+        if os.WIFSIGNALED(status):
+            line = f"FAIL {label}: crashed with signal {os.WTERMSIG(status)}"
+        elif os.WEXITSTATUS(status) != 0:
+            line = f"FAIL {label}: exit status {os.WEXITSTATUS(status)}"
+        print(line, flush=True)
+        return line.startswith("ok ")
+    """
+)

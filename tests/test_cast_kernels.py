@@ -23,6 +23,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import strategies as S
 from tensorbridge._dtypes import TORCH_EXACT_CASTS, from_torch_dtype
 from tensorbridge._kernels import torch_cast
 
@@ -48,14 +49,6 @@ def to_numpy(tensor: torch.Tensor, name: str) -> npt.NDArray[Any]:
     if name == "bfloat16":
         return tensor.view(torch.int16).numpy().view(numpy_dtype(name))
     return tensor.numpy()
-
-
-def all_bit_patterns(name: str) -> npt.NDArray[Any]:
-    dtype = numpy_dtype(name)
-    if dtype.kind == "b":
-        return np.array([False, True])
-    bits = np.arange(2 ** (8 * dtype.itemsize), dtype=np.uint64)
-    return bits.astype(np.dtype(f"u{dtype.itemsize}")).view(dtype)
 
 
 _FLOAT_SPECIALS = [
@@ -171,7 +164,7 @@ def _devices() -> list[Any]:
 @pytest.mark.parametrize("device", _devices())
 @pytest.mark.parametrize(("source", "target"), _exhaustive_pairs())
 def test_every_bit_pattern_casts_as_numpy(source: str, target: str, device: str) -> None:
-    assert_same_bits(all_bit_patterns(source), source, target, device)
+    assert_same_bits(S.every_bit_pattern(numpy_dtype(source)), source, target, device)
 
 
 @pytest.mark.parametrize("device", _devices())

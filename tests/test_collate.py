@@ -9,7 +9,6 @@ the leaf path and both shapes.
 from __future__ import annotations
 
 import re
-from collections import namedtuple
 
 import numpy as np
 import pytest
@@ -25,8 +24,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning"),
     pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning"),
 ]
-
-Pair = namedtuple("Pair", ["image", "label"])
 
 
 def _shape_re(shape: tuple[int, ...]) -> str:
@@ -178,9 +175,9 @@ def test_python_ints_under_preserve_are_int64():
 
 
 def test_namedtuple_samples_keep_their_type():
-    samples = [Pair(np.full(2, i, np.float64), i) for i in range(3)]
+    samples = [S.Pair(np.full(2, i, np.float64), i) for i in range(3)]
     out = tb.collate(samples)
-    assert type(out) is Pair
+    assert type(out) is S.Pair
     _assert_tensor(out.image, np.stack([s.image for s in samples]).astype(np.float32))
     _assert_tensor(out.label, np.arange(3, dtype=np.int64))
 
@@ -254,6 +251,17 @@ def test_casting_error_names_the_leaf_path():
     samples = [{"image": np.zeros(2, np.uint8), "x": np.zeros(2)} for _ in range(2)]
     with pytest.raises(tb.CastingError, match=re.escape('["x"]')):
         tb.collate(samples, dtype=torch.int16)
+
+
+def test_collate_complex_to_real_is_quiet_and_keeps_the_real_part() -> None:
+    samples = [torch.tensor([1 + 2j, 3 - 4j]), torch.tensor([5 + 0j, -1j])]
+    batch = tb.collate(samples, dtype=torch.float32, casting="unsafe")
+    assert batch.tolist() == [[1.0, 3.0], [5.0, 0.0]]
+
+
+def test_collate_refuses_sparse_tensors() -> None:
+    with pytest.raises(tb.TensorBridgeError, match="to_dense"):
+        tb.collate([torch.eye(2).to_sparse(), torch.eye(2).to_sparse()])
 
 
 def test_mismatched_shapes_name_path_and_shapes():

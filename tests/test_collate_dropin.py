@@ -20,6 +20,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset, default_collate
 
+import strategies as S
 import tensorbridge as tb
 
 pytestmark = [
@@ -313,9 +314,7 @@ def _dict_cycle() -> dict[str, Any]:
 
 
 def _list_cycle() -> list[Any]:
-    tree: list[Any] = [np.zeros(2)]
-    tree.append(tree)
-    return tree
+    return S.self_referencing_list(np.zeros(2))
 
 
 @pytest.mark.parametrize("convert", [tb.tree_to_tensor, tb.tree_to_numpy])
@@ -337,13 +336,6 @@ def test_collate_of_samples_with_a_cycle_raises():
         tb.collate([_list_cycle(), _list_cycle()])
 
 
-def _deep(levels: int) -> list[Any]:
-    tree: list[Any] = [np.ones(1)]
-    for _ in range(levels):
-        tree = [tree]
-    return tree
-
-
 @pytest.mark.parametrize(
     "call",
     [tb.tree_to_tensor, tb.tree_to_numpy, lambda tree: tb.collate([tree, tree])],
@@ -351,11 +343,11 @@ def _deep(levels: int) -> list[Any]:
 )
 def test_very_deep_nesting_raises_a_tensorbridge_error(call):
     with pytest.raises(tb.InvalidInputError, match="10000 levels deep"):
-        call(_deep(10000))
+        call(S.deeply_nested(np.ones(1), 10000))
 
 
 def test_moderately_deep_nesting_still_converts():
-    out = tb.tree_to_tensor(_deep(100), dtype=tb.PRESERVE)
+    out = tb.tree_to_tensor(S.deeply_nested(np.ones(1), 100), dtype=tb.PRESERVE)
     for _ in range(100):
         out = out[0]
     assert out[0].tolist() == [1.0]

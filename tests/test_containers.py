@@ -19,11 +19,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 import subprocess
 import sys
-import textwrap
-from collections import Counter, OrderedDict, defaultdict, namedtuple
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -32,13 +30,12 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
+import strategies as S
 import tensorbridge as tb
 
 # ---------------------------------------------------------------------------
 # containers used below
 # ---------------------------------------------------------------------------
-
-Pair = namedtuple("Pair", ["image", "label"])
 
 
 @dataclasses.dataclass
@@ -50,12 +47,6 @@ class Sample:
     def kind(self) -> str:
         """Recomputed from the fields: which library holds the image."""
         return type(self.image).__module__.split(".")[0]
-
-
-@dataclasses.dataclass(frozen=True)
-class FrozenSample:
-    image: Any
-    label: Any
 
 
 @dataclasses.dataclass
@@ -78,10 +69,6 @@ class ReadOnlyMapping(Mapping):
 
     def __len__(self) -> int:
         return len(self._data)
-
-
-class Batch(dict):
-    """A plain dict subclass."""
 
 
 TREE_FUNCTIONS = {
@@ -201,9 +188,9 @@ def test_collate_of_dataclasses_with_an_unset_init_false_field() -> None:
 def test_a_frozen_dataclass_is_rebuilt(name: str) -> None:
     convert, source, target = TREE_FUNCTIONS[name]
     image = _leaf(source, [1.0, 2.0])
-    sample = FrozenSample(image=image, label="cat")
+    sample = S.FrozenSample(image=image, label="cat")
     result = convert(sample)
-    assert type(result) is FrozenSample
+    assert type(result) is S.FrozenSample
     assert isinstance(result.image, target)
     np.testing.assert_array_equal(_as_numpy(result.image), np.array([1.0, 2.0], np.float32))
     assert result.label == "cat"
@@ -247,16 +234,16 @@ def test_a_defaultdict_keeps_its_type_and_factory(name: str) -> None:
 @pytest.mark.parametrize("name", list(TREE_FUNCTIONS))
 def test_a_namedtuple_keeps_its_type(name: str) -> None:
     convert, source, target = TREE_FUNCTIONS[name]
-    pair = Pair(image=_leaf(source, [1.0, 2.0]), label=7)
+    pair = S.Pair(image=_leaf(source, [1.0, 2.0]), label=7)
     result = convert(pair)
-    assert type(result) is Pair
+    assert type(result) is S.Pair
     assert isinstance(result.image, target)
     np.testing.assert_array_equal(_as_numpy(result.image), np.array([1.0, 2.0], np.float32))
     assert result.label == 7
 
 
 @pytest.mark.parametrize("name", list(TREE_FUNCTIONS))
-@pytest.mark.parametrize("kind", [ReadOnlyMapping, Batch], ids=lambda k: k.__name__)
+@pytest.mark.parametrize("kind", [ReadOnlyMapping, S.Batch], ids=lambda k: k.__name__)
 def test_a_mapping_subclass_is_walked_and_rebuilt(name: str, kind: type) -> None:
     convert, source, target = TREE_FUNCTIONS[name]
     image = _leaf(source, [1.0, 2.0])
@@ -276,8 +263,8 @@ def test_a_mapping_subclass_is_walked_and_rebuilt(name: str, kind: type) -> None
     [
         lambda: OrderedDict(image=np.ones(2), label=np.int64(1)),
         lambda: defaultdict(list, image=np.ones(2), label=np.int64(1)),
-        lambda: Pair(np.ones(2), np.int64(1)),
-        lambda: Batch(image=np.ones(2), label=np.int64(1)),
+        lambda: S.Pair(np.ones(2), np.int64(1)),
+        lambda: S.Batch(image=np.ones(2), label=np.int64(1)),
     ],
     ids=["OrderedDict", "defaultdict", "namedtuple", "dict subclass"],
 )
@@ -330,22 +317,6 @@ def _describe(x: Any) -> Any:
 # ---------------------------------------------------------------------------
 
 
-def run_script(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """``code`` in a fresh interpreter with warnings as errors, killed after ``timeout`` s.
-
-    Like strategies.run_child, with a shorter timeout chosen by the caller.
-    """
-    env = dict(os.environ)
-    env.pop("PYTHONWARNINGS", None)
-    return subprocess.run(
-        [sys.executable, "-W", "error", "-c", textwrap.dedent(code), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-
-
 _DEEP_TREES = """
     import faulthandler, json, sys, time
     import numpy as np
@@ -391,7 +362,7 @@ _DEEP_TREES = """
 @pytest.mark.parametrize("kind", ["list", "dict"])
 def test_deep_trees_reach_the_depth_error_in_linear_time(kind: str) -> None:
     try:
-        proc = run_script(_DEEP_TREES, kind, timeout=90)
+        proc = S.run_child(_DEEP_TREES, kind, timeout=90)
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"the child did not finish in 90 s: {e.stdout!r}")
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -464,7 +435,7 @@ _CYCLES = """
 
 def test_a_tree_with_a_cycle_raises_naming_the_path() -> None:
     try:
-        proc = run_script(_CYCLES, timeout=60)
+        proc = S.run_child(_CYCLES, timeout=60)
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"a tree with a cycle hung: {e.stdout!r}")
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-2000:]}"

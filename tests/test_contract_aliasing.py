@@ -6,7 +6,9 @@ writing into one side and showing the other did not change.
 
 from __future__ import annotations
 
+import collections
 import gc
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 
 import strategies as S
 import tensorbridge as tb
+from tensorbridge import _convert
 
 # ---------------------------------------------------------------------------
 # mutation helpers
@@ -307,6 +310,16 @@ def test_tensor_input_dtype_change_copies():
         tb.to_tensor(t, copy=False)
 
 
+@pytest.mark.parametrize("shape", [(), (1,), (3,)])
+@pytest.mark.parametrize("copy", [None, True])
+def test_complex_to_real_never_aliases_the_input(shape: tuple[int, ...], copy: bool | None) -> None:
+    complex_tensor = torch.full(shape, 1 + 2j, dtype=torch.complex64)
+    real = tb.to_tensor(complex_tensor, dtype=torch.float32, casting="unsafe", copy=copy)
+    real.fill_(99.0)
+    assert torch.all(complex_tensor == 1 + 2j)
+    assert not tb.shares_memory(real, complex_tensor)
+
+
 # ---------------------------------------------------------------------------
 # grad, conj and neg tensors into NumPy
 # ---------------------------------------------------------------------------
@@ -356,6 +369,43 @@ def test_grad_tensor_copy_true_is_independent():
     with torch.no_grad():
         t.add_(1)
     np.testing.assert_array_equal(out, np.arange(4, dtype=np.float32))
+
+
+# A read-only view handed out (grad tensors, bfloat16 and float8 bit views included)
+# cannot be made writable again, through its ``.base`` either (section 6).
+
+
+def base_chain(array: np.ndarray[Any, Any]) -> list[np.ndarray[Any, Any]]:
+    chain = []
+    value: object = array
+    while isinstance(value, np.ndarray):
+        chain.append(value)
+        value = value.base
+    return chain
+
+
+@pytest.mark.parametrize(
+    "dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.float8_e4m3fn]
+)
+def test_grad_view_cannot_be_made_writable_through_any_base(dtype):
+    if dtype in S.TORCH_ML_DTYPES:
+        pytest.importorskip("ml_dtypes")
+    tensor = torch.ones(4, dtype=torch.float32).to(dtype).requires_grad_()
+    array = tb.to_numpy(tensor, dtype=tb.PRESERVE)
+    assert not array.flags.writeable
+    for each in base_chain(array):
+        with pytest.raises(ValueError):
+            each.flags.writeable = True
+    assert tensor.detach().to(torch.float32).tolist() == [1.0] * 4
+
+
+def test_grad_view_still_shares_memory():
+    pytest.importorskip("ml_dtypes")
+    tensor = torch.zeros(3, dtype=torch.bfloat16, requires_grad=True)
+    array = tb.to_numpy(tensor, dtype=tb.PRESERVE)
+    with torch.no_grad():
+        tensor[1] = 2.0
+    assert float(array[1]) == 2.0
 
 
 def _complex_tensor():
@@ -512,6 +562,16 @@ def test_sequence_result_is_new_memory():
     assert t.is_contiguous()
 
 
+def test_range_and_deque_convert_into_new_memory():
+    assert tb.to_tensor(range(5)).tolist() == [0, 1, 2, 3, 4]
+    assert tb.to_tensor(range(5)).dtype == torch.int64
+    values = collections.deque([1.0, 2.0])
+    assert tb.to_tensor(values).tolist() == [1.0, 2.0]
+    assert tb.to_numpy(collections.deque([1, 2])).tolist() == [1, 2]
+    with pytest.raises(tb.ShareError):
+        tb.to_tensor(range(3), copy=False)
+
+
 def _grad_float64():
     return torch.arange(3, dtype=torch.float64).requires_grad_()
 
@@ -559,25 +619,14 @@ class _ArrayInterface:
         return self._a
 
 
-class _DLPackOnly:
-    def __init__(self, a):
-        self._a = a
-
-    def __dlpack__(self, **kwargs):
-        return self._a.__dlpack__(**kwargs)
-
-    def __dlpack_device__(self):
-        return self._a.__dlpack_device__()
-
-
 @pytest.mark.parametrize(
-    "wrap", [_ArrayInterface, _DLPackOnly, memoryview], ids=["__array__", "__dlpack__", "buffer"]
+    "wrap", [_ArrayInterface, S.Producer, memoryview], ids=["__array__", "__dlpack__", "buffer"]
 )
 def test_buffer_handing_objects_share(wrap):
     a = np.arange(8, dtype=np.float32)
     t = tb.to_tensor(wrap(a))
     assert t.dtype == torch.float32
-    if wrap is _DLPackOnly and int(np.__version__.split(".")[0]) < 2:
+    if wrap is S.Producer and S.NUMPY_MAJOR < 2:
         # Contract 6: NumPy 1 cannot read a DLPack producer's read-only flag, so
         # the memory counts as read-only: copied, and copy=False raises.
         assert_independent(a, t)
@@ -597,6 +646,90 @@ def test_read_only_buffer_is_copied():
     assert data == bytes(range(16))
     with pytest.raises(tb.ShareError, match="copy"):
         tb.to_tensor(memoryview(data), dtype=tb.PRESERVE, copy=False)
+
+
+# ---------------------------------------------------------------------------
+# copy=False through __array__ (section 6: it shares or raises)
+# ---------------------------------------------------------------------------
+
+
+class CopyingArray:
+    def __init__(self) -> None:
+        self.data = np.arange(3, dtype=np.float32)
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray[Any, Any]:
+        if copy is False:
+            raise ValueError("this object can only copy")
+        return self.data.copy()
+
+
+class LegacyCopyingArray:
+    def __array__(self, dtype: object = None) -> np.ndarray[Any, Any]:
+        return np.arange(3, dtype=np.float32)
+
+
+class SharingArray:
+    def __init__(self) -> None:
+        self.data = np.arange(3, dtype=np.float32)
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray[Any, Any]:
+        return self.data
+
+
+@pytest.mark.parametrize("factory", [CopyingArray, LegacyCopyingArray])
+@pytest.mark.parametrize("function", [tb.to_tensor, tb.to_numpy])
+def test_copy_false_with_an_array_protocol_that_can_only_copy_raises(factory, function):
+    with pytest.raises(tb.ShareError, match="__array__"):
+        function(factory(), copy=False)
+    assert function(factory()).tolist() == [0.0, 1.0, 2.0]
+
+
+def test_copy_false_with_an_array_protocol_that_shares_shares():
+    source = SharingArray()
+    tensor = tb.to_tensor(source, copy=False)
+    tensor[0] = 9.0
+    assert source.data[0] == 9.0
+
+
+# ---------------------------------------------------------------------------
+# DLPack producers: the read-only flag (section 6)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device_type", [1, 3])
+def test_dlpack_writable_cpu_memory_is_shared_only_where_the_flag_is_read(device_type):
+    array = np.zeros(4, dtype=np.float32)
+    tensor = tb.to_tensor(S.Producer(array, device_type), dtype=tb.PRESERVE)
+    tensor.add_(1)
+    flag_readable = S.NUMPY_MAJOR >= 2 and device_type == 1
+    assert array[0] == (1.0 if flag_readable else 0.0)
+    if not flag_readable:
+        with pytest.raises(tb.ShareError):
+            tb.to_tensor(S.Producer(array, device_type), dtype=tb.PRESERVE, copy=False)
+
+
+def test_dlpack_producer_without_read_only_flag_counts_as_read_only():
+    array = np.zeros(4, dtype=np.float32)
+    tensor = tb.to_tensor(S.LegacyProducer(array), dtype=tb.PRESERVE)
+    tensor.add_(1)
+    assert array[0] == 0.0
+    with pytest.raises(tb.ShareError):
+        tb.to_tensor(S.LegacyProducer(array), dtype=tb.PRESERVE, copy=False)
+    shared = tb.to_numpy(S.LegacyProducer(array), dtype=tb.PRESERVE)
+    with pytest.raises(ValueError):
+        shared.flags.writeable = True
+
+
+@pytest.mark.skipif(S.NUMPY_MAJOR < 2, reason="NumPy 1 cannot export read-only memory by DLPack")
+@pytest.mark.parametrize("device_type", [1, 3])
+def test_dlpack_read_only_bytes_are_never_mutated(device_type):
+    data = bytes(16)
+    source = np.frombuffer(data, dtype=np.float32)
+    tensor = tb.to_tensor(S.Producer(source, device_type), dtype=tb.PRESERVE)
+    tensor.add_(1)
+    assert data == bytes(16)
+    with pytest.raises(tb.ShareError):
+        tb.to_tensor(S.Producer(source, device_type), dtype=tb.PRESERVE, copy=False)
 
 
 # ---------------------------------------------------------------------------
@@ -725,3 +858,11 @@ def _pairs():
 def test_shares_memory(x, y, expected):
     assert tb.shares_memory(x, y) is expected
     assert tb.shares_memory(y, x) is expected
+
+
+def test_shares_memory_falls_back_conservatively_when_the_work_bound_is_hit(monkeypatch):
+    x = np.zeros((4, 5, 6), dtype=np.int8)
+    a, b = x[:, ::7, ::3], x[:, ::3, ::7]
+    monkeypatch.setattr(_convert, "SHARES_MEMORY_MAX_WORK", 1)
+    assert tb.shares_memory(a, b) is True
+    assert tb.shares_memory(a, torch.from_numpy(np.ascontiguousarray(b))) is False

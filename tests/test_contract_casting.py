@@ -133,6 +133,11 @@ def test_float64_under_safe_casting_refuses_the_default_policy():
     assert tb.to_tensor(a, dtype=tb.PRESERVE, casting="no").dtype == torch.float64
 
 
+def test_casting_error_names_the_policy_that_asked_for_the_cast() -> None:
+    with pytest.raises(tb.CastingError, match=r"FLOAT32.*casting=\"safe\".*tb\.PRESERVE"):
+        tb.to_tensor(np.zeros(2), casting="safe")
+
+
 @pytest.mark.parametrize("rule", RULES)
 def test_a_custom_policy_is_checked(rule):
     policy = tb.DtypePolicy(floating=np.float16)
@@ -148,14 +153,8 @@ def test_a_custom_policy_is_checked(rule):
 # bfloat16 and float8 (section 7)
 # ---------------------------------------------------------------------------
 
-ML = [
-    torch.bfloat16,
-    torch.float8_e4m3fn,
-    torch.float8_e5m2,
-    torch.float8_e4m3fnuz,
-    torch.float8_e5m2fnuz,
-]
-FLOATS = [np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)]
+ML = S.TORCH_ML_DTYPES
+FLOATS = S.FLOAT_DTYPES
 
 
 def _ml_np(dt):
@@ -297,6 +296,29 @@ def test_big_endian_float64_is_still_a_cast_under_default_policy():
     assert_casting_message(str(info.value), "float64", "float32", "no")
 
 
+# a non-native byte order asked for: NumPy results keep it, tensors are native
+
+
+@pytest.mark.parametrize("order", [">", "<"])
+@pytest.mark.parametrize("source", [np.arange(3, dtype="<f4"), np.arange(3, dtype=">f4")])
+def test_to_numpy_honours_an_explicit_byte_order(order, source):
+    for data in (source, torch.arange(3, dtype=torch.float32)):
+        result = tb.to_numpy(data, dtype=order + "f4")
+        assert result.dtype == np.dtype(order + "f4")
+        assert result.tolist() == [0.0, 1.0, 2.0]
+
+
+def test_to_numpy_byte_swap_under_copy_false_raises():
+    with pytest.raises(tb.ShareError):
+        tb.to_numpy(np.arange(3, dtype="<f4"), dtype=">f4", copy=False)
+
+
+def test_to_tensor_of_big_endian_target_is_native():
+    tensor = tb.to_tensor(np.arange(3, dtype=np.float64), dtype=">f4")
+    assert tensor.dtype == torch.float32
+    assert tensor.tolist() == [0.0, 1.0, 2.0]
+
+
 # ---------------------------------------------------------------------------
 # values follow NumPy's conversion
 # ---------------------------------------------------------------------------
@@ -362,6 +384,18 @@ def test_float64_to_float16_is_rounded_once_like_astype():
     )
 
 
+def test_tensor_casts_follow_numpy_not_torchs_double_rounding() -> None:
+    # 1 + 2**-11 + 2**-40 rounds up to float16 directly, but to exactly 1 + 2**-11
+    # (a tie, then rounded to even: 1.0) when it goes through float32 first.
+    value = np.array([1 + 2**-11 + 2**-40])
+    expected = value.astype(np.float16)
+    assert expected[0] != np.float16(1.0)
+    tensor = torch.from_numpy(value.copy())
+    assert tb.to_tensor(tensor, dtype=torch.float16).numpy()[0] == expected[0]
+    assert tb.to_numpy(tensor, dtype=np.float16)[0] == expected[0]
+    assert tb.collate([tensor, tensor], dtype=torch.float16).numpy()[0, 0] == expected[0]
+
+
 @given(st.lists(st.floats(width=64), min_size=1, max_size=20))
 def test_float64_to_float16_values_equal_astype(values):
     a = np.array(values, dtype=np.float64)
@@ -378,3 +412,72 @@ def test_float32_to_ml_dtype_values_equal_astype(dst, values):
     expected = a.astype(np_dst)
     S.assert_same_values(tb.to_tensor(a, dtype=dst), expected)
     S.assert_same_values(tb.to_numpy(torch.from_numpy(a), dtype=dst), expected)
+
+
+# ---------------------------------------------------------------------------
+# casts of tensors that require grad: NumPy's values, graph kept
+# ---------------------------------------------------------------------------
+
+# 1 + 2**-11 + 2**-40 rounds up to float16 directly, but to 1.0 through float32
+# (a tie there); likewise 1 + 2**-8 + 2**-40 for bfloat16.
+SPECIAL = [0.0, -0.0, 1e300, -1e300, 1 / 3, 65519.99, 2.0**-30, 448.0, 449.0, float("nan"),
+           1 + 2.0**-11 + 2.0**-40, 1 + 2.0**-8 + 2.0**-40]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "target",
+    [torch.float16, torch.bfloat16, torch.float8_e4m3fn, torch.float8_e5m2, torch.float8_e8m0fnu],
+)
+def test_grad_tensor_cast_gives_numpys_values_bit_for_bit(target):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    source = torch.tensor(SPECIAL, dtype=torch.float64, requires_grad=True)
+    result = tb.to_tensor(source, dtype=target, casting="unsafe")
+    assert result.requires_grad
+    assert result.grad_fn is not None
+    name = str(target).removeprefix("torch.")
+    numpy_target = np.dtype(getattr(ml_dtypes, name, None) or name)
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected = np.array(SPECIAL, dtype=np.float64).astype(numpy_target)
+    got = tb.to_numpy(result, dtype=tb.PRESERVE)
+    assert got.dtype == expected.dtype
+    assert got.tobytes() == expected.tobytes()
+
+
+def test_grad_flows_back_through_a_numpy_cast_in_the_source_dtype():
+    source = torch.tensor([0.1, 2.5, -3.0], dtype=torch.float64, requires_grad=True)
+    result = tb.to_tensor(source, dtype=torch.float16)
+    (result.to(torch.float32) * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+    assert source.grad is not None
+    assert source.grad.dtype == torch.float64
+    assert source.grad.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_default_policy_keeps_the_graph_of_a_float64_grad_tensor():
+    source = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    result = tb.to_tensor(source)
+    assert result.dtype == torch.float32
+    result.sum().backward()
+    assert source.grad is not None
+    assert source.grad.tolist() == [1.0, 1.0]
+
+
+def test_tensors_that_require_grad_keep_their_graph_through_a_cast() -> None:
+    weights = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    tb.to_tensor(weights).sum().backward()  # float32 by the default policy
+    assert weights.grad is not None
+    assert torch.equal(weights.grad, torch.ones(3, dtype=torch.float64))
+
+
+# ---------------------------------------------------------------------------
+# integer-only input that no integer dtype holds raises; it never becomes floating
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [[-1, 2**63], [[-(2**63) - 1, 1]], [2**64]])
+def test_integers_no_integer_dtype_holds_raise(values):
+    with pytest.raises(tb.TensorBridgeError):
+        tb.to_tensor(values)
+
+
+def test_mixed_huge_int_and_float_still_converts():
+    assert tb.to_tensor([1.5, 2.0**70], dtype=tb.PRESERVE).dtype == torch.float64

@@ -102,6 +102,22 @@ def test_cuda_without_a_gpu_raises_tensorbridge_error(device):
     np.testing.assert_array_equal(a, np.arange(3, dtype=np.float32))
 
 
+def test_dlpack_claiming_cuda_without_cuda_raises_tensorbridge_error():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA exists here")
+    with pytest.raises(tb.TensorBridgeError, match="CUDA"):
+        tb.to_tensor(S.Producer(np.zeros(3, np.float32), device_type=2))
+
+
+@pytest.mark.parametrize("device", ["mps", "xpu", "hpu"])
+def test_unavailable_backends_raise_a_tensorbridge_error(device: str) -> None:
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("mps is available here")
+    with pytest.raises(tb.TensorBridgeError, match="not available") as raised:
+        tb.to_tensor(np.ones(2), device=device)
+    assert isinstance(raised.value, ValueError)
+
+
 # ---------------------------------------------------------------------------
 # CUDA (skipped without a GPU)
 # ---------------------------------------------------------------------------
@@ -271,6 +287,27 @@ def test_cuda_bfloat16_round_trip_under_preserve():
     assert g.device.type == "cuda"
     out = tb.to_numpy(g, dtype=tb.PRESERVE)
     np.testing.assert_array_equal(out.view(np.uint16), raw)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("elements", [1000, 1 << 20])  # below and above the pinned threshold
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [(np.float64, torch.float32), (np.uint8, torch.float32), (np.float32, None)],
+)
+def test_cuda_tensor_back_to_the_cpu_through_to_tensor(
+    elements: int, source: type, target: torch.dtype | None
+) -> None:
+    host = (np.arange(elements) % 251).astype(source)
+    on_gpu = torch.from_numpy(host).to("cuda")
+    dtype = target if target is not None else tb.PRESERVE
+    back = tb.to_tensor(on_gpu, dtype=dtype, device="cpu")
+    expected = tb.to_tensor(torch.from_numpy(host), dtype=dtype)
+    assert back.device.type == "cpu"
+    assert back.dtype == expected.dtype
+    assert torch.equal(back, expected)
+    on_gpu.fill_(7)  # the result is a copy, final when the call returned
+    assert torch.equal(back, expected)
 
 
 def test_remembered_devices_still_refuse_lookalike_values():

@@ -194,6 +194,50 @@ def test_invalid_casting_is_refused_even_without_a_dtype_change():
 
 
 # ---------------------------------------------------------------------------
+# errors from inside torch and NumPy become short TensorBridgeErrors
+# ---------------------------------------------------------------------------
+
+ODD = {
+    "nested": S.nested_tensor,
+    "wrapper subclass": lambda: S.WrapperTensor(torch.zeros(3)),
+    "fake tensor": S.fake_tensor,
+    "zero tensor": lambda: torch._efficientzerotensor(3),
+    "negative shape": lambda: S.InterfaceObject(
+        {"shape": (-1,), "typestr": "<f4", "data": (8, False), "version": 3}
+    ),
+    "bad typestr": lambda: S.InterfaceObject(
+        {"shape": (1,), "typestr": "zz", "data": (np.zeros(1).ctypes.data, False), "version": 3}
+    ),
+    "interface not a dict": lambda: S.InterfaceObject(5),
+    "self-referencing list": S.self_referencing_list,
+}
+
+
+@pytest.mark.parametrize("name", list(ODD))
+@pytest.mark.parametrize("function", [tb.to_tensor, tb.to_numpy])
+@pytest.mark.parametrize("dtype", [tb.FLOAT32, torch.float64])
+def test_odd_input_raises_a_short_tensorbridge_error(name, function, dtype):
+    data = ODD[name]()
+    with pytest.raises(tb.TensorBridgeError) as info:
+        function(data, dtype=dtype)
+    assert isinstance(info.value, (TypeError, ValueError))
+    assert len(str(info.value)) < 400
+
+
+@pytest.mark.filterwarnings("ignore:.*quantized tensor creation:UserWarning")
+def test_quantized_tensor_to_numpy_is_a_dtype_error():
+    quantized = torch.quantize_per_tensor(torch.ones(3), 0.5, 0, torch.qint8)
+    with pytest.raises(tb.UnsupportedDtypeError, match="qint8"):
+        tb.to_numpy(quantized, dtype=tb.PRESERVE)
+    assert tb.to_numpy(quantized, dtype=np.float32).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_negative_tuple_dtype_is_an_argument_error():
+    with pytest.raises(tb.InvalidArgumentError):
+        tb.to_tensor(np.zeros(2), dtype=("f4", -1))
+
+
+# ---------------------------------------------------------------------------
 # ShareError and CastingError messages name the dtype and the way out
 # ---------------------------------------------------------------------------
 
@@ -267,16 +311,10 @@ def test_dtypes_torch_lacks_cannot_be_cast(case):
     check_failure(tb.to_tensor, a, tb.UnsupportedDtypeError, dtype=torch.float32, casting="unsafe")
 
 
-def _complex32():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "ComplexHalf support is experimental"
-        return torch.complex(
-            torch.ones(3, dtype=torch.float16), torch.zeros(3, dtype=torch.float16)
-        )
-
-
 def test_complex32_under_preserve_into_numpy():
-    err = check_failure(tb.to_numpy, _complex32(), tb.UnsupportedDtypeError, dtype=tb.PRESERVE)
+    err = check_failure(
+        tb.to_numpy, S.complex32([1.0] * 3, [0.0] * 3), tb.UnsupportedDtypeError, dtype=tb.PRESERVE
+    )
     assert "complex32" in str(err) or "chalf" in str(err)
 
 

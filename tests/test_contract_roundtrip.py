@@ -276,18 +276,10 @@ def test_ml_dtype_tensors_default_policy_give_float32(dt):
     S.assert_same_values(out_t, expected)
 
 
-def _complex32(real, imag):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "ComplexHalf support is experimental"
-        return torch.complex(
-            torch.tensor(real, dtype=torch.float16), torch.tensor(imag, dtype=torch.float16)
-        )
-
-
 def test_complex32_becomes_complex64_under_default_policy():
     real = [0.0, -0.0, 1.5, 65504.0, float("inf"), 6e-8]
     imag = [1.0, 2.0, -3.25, -65504.0, 0.5, -6e-8]
-    c = _complex32(real, imag)
+    c = S.complex32(real, imag)
     expected = np.empty(len(real), np.complex64)
     expected.real = np.array(real, np.float16).astype(np.float32)
     expected.imag = np.array(imag, np.float16).astype(np.float32)
@@ -312,6 +304,45 @@ def test_longdouble_becomes_float32_under_default_policy(ld, expected):
     out = tb.to_numpy(a)
     assert out.dtype == expected
     S.assert_same_values(out, want)
+
+
+# ml_dtypes-only floating types (float8_e4m3, float6, float4 and the like) are floating
+# kinds: FLOAT32 makes them float32; torch has no counterpart, so PRESERVE raises
+
+ML_ONLY = [
+    name
+    for name in (
+        "float8_e4m3",
+        "float8_e3m4",
+        "float8_e4m3b11fnuz",
+        "float6_e2m3fn",
+        "float6_e3m2fn",
+        "float4_e2m1fn",
+    )
+    if hasattr(S.ml_dtypes, name)
+]
+
+
+@pytest.mark.parametrize("name", ML_ONLY)
+def test_ml_dtypes_only_floats_become_float32_under_float32(name):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    values = np.array([0.0, 0.5, -1.0, 1.5, 3.0], dtype=np.float32).astype(getattr(ml_dtypes, name))
+    expected = values.astype(np.float32)
+    tensor = tb.to_tensor(values)
+    assert tensor.dtype == torch.float32
+    assert tensor.numpy().tobytes() == expected.tobytes()
+    array = tb.to_numpy(values)
+    assert array.dtype == np.float32
+    assert array.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("name", ML_ONLY)
+def test_ml_dtypes_only_float_under_preserve_into_torch_names_the_dtype(name):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    values = np.zeros(3, dtype=getattr(ml_dtypes, name))
+    with pytest.raises(tb.UnsupportedDtypeError, match=name) as info:
+        tb.to_tensor(values, dtype=tb.PRESERVE)
+    assert "no numeric values" not in str(info.value)
 
 
 # ---------------------------------------------------------------------------
@@ -367,6 +398,51 @@ def test_to_numpy_torch_dtype_gives_numpy_dtype_for_every_dtype():
         out = tb.to_numpy(t, dtype=S.torch_dtype(dt), casting="unsafe")
         assert out.dtype == dt, dt
         S.assert_same_values(out, np.array([0, 1, 1, 0], np.uint8).astype(dt))
+
+
+# names that mean different dtypes in NumPy and torch raise; dtype objects do not
+
+
+@pytest.mark.parametrize(
+    ("name", "numpy_meaning", "torch_meaning"),
+    [("float", "float64", "float32"), ("int", "int64", "int32")],
+)
+def test_ambiguous_dtype_name_raises_naming_both_meanings(name, numpy_meaning, torch_meaning):
+    for function in (tb.to_tensor, tb.to_numpy):
+        with pytest.raises(tb.UnsupportedDtypeError) as info:
+            function(np.zeros(2), dtype=name)
+        assert numpy_meaning in str(info.value)
+        assert torch_meaning in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("double", torch.float64), ("long", torch.int64), ("half", torch.float16),
+     ("short", torch.int16), ("bool", torch.bool)],
+)  # fmt: skip
+def test_dtype_names_both_libraries_agree_on_are_accepted(name, expected):
+    assert tb.to_tensor(np.zeros(2), dtype=name, casting="unsafe").dtype == expected
+
+
+def test_cfloat_is_ambiguous_exactly_where_numpy_reads_it_as_complex128():
+    try:
+        numpy_meaning = np.dtype("cfloat")
+    except TypeError:  # NumPy 2 dropped the name: only torch's meaning is left
+        assert tb.to_tensor(np.zeros(2), dtype="cfloat").dtype == torch.complex64
+    else:
+        assert numpy_meaning == np.complex128
+        with pytest.raises(tb.UnsupportedDtypeError, match=r"complex128.*complex64"):
+            tb.to_tensor(np.zeros(2), dtype="cfloat")
+
+
+def test_dtype_objects_stay_accepted():
+    assert tb.to_tensor(np.zeros(2), dtype=torch.float).dtype == torch.float32
+    assert tb.to_numpy(torch.zeros(2), dtype=np.float64).dtype == np.float64
+
+
+def test_policy_class_as_dtype_says_to_pass_an_instance():
+    with pytest.raises(tb.InvalidArgumentError, match=r"DtypePolicy\(floating="):
+        tb.to_tensor(np.zeros(2), dtype=tb.DtypePolicy)  # type: ignore[arg-type]
 
 
 POLICY_FORMS = [np.float16, "float16", torch.float16]

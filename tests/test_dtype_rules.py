@@ -14,16 +14,11 @@ import numpy as np
 import pytest
 import torch
 
+import strategies as S
 import tensorbridge as tb
 
 RULES = ("no", "equiv", "safe", "same_kind", "unsafe")
-BUILTIN = [
-    np.dtype(name)
-    for name in (
-        "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-        "float16", "float32", "float64", "complex64", "complex128",
-    )
-]  # fmt: skip
+BUILTIN = S.STANDARD_DTYPES
 
 
 def _allowed(source: np.dtype, target: object, rule: str) -> bool:
@@ -74,16 +69,9 @@ SMALL_SOURCES = [np.dtype(n) for n in ("bool", "int8", "uint8", "int16", "uint16
 FLOAT_TARGETS = [np.dtype(n) for n in ("float16", "float32", "float64", "complex64")] + ML
 
 
-def _every_value(dtype: np.dtype) -> np.ndarray:
-    if dtype == np.bool_:
-        return np.array([False, True])
-    bits = np.arange(2 ** (8 * dtype.itemsize), dtype=np.uint64)
-    return bits.astype(f"u{dtype.itemsize}").view(dtype)
-
-
 def _exact(source: np.dtype, target: np.dtype) -> bool:
     """Whether every value of ``source`` survives a cast to ``target`` unchanged."""
-    values = _every_value(source)
+    values = S.every_bit_pattern(source)
     with np.errstate(invalid="ignore", over="ignore"):  # ml_dtypes warns on NaN casts
         wide = values.astype(np.float64)
         cast = wide.astype(target)  # wide holds every value exactly

@@ -7,84 +7,22 @@ torch's thread pool) converts and collates without hanging ("never hangs"), with
 the right values.
 
 Both can crash or hang the process, so they run in a child process with a
-timeout; the child forks once more per call, so that one call that crashes does
-not hide the outcome of the others.
+timeout; the child forks once more per call (``isolated``, which each script gets
+from ``strategies.ISOLATED``), so that one call that crashes does not hide the
+outcome of the others.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import textwrap
 
 import pytest
 
+import strategies as S
+
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
-
-
-def run_script(code: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    """``code`` in a fresh interpreter with warnings as errors, killed after ``timeout`` s.
-
-    Like strategies.run_child, with a timeout chosen by the caller; the scripts
-    here narrow the warning filter themselves (Python 3.12+ warns when a process
-    with threads forks).
-    """
-    env = dict(os.environ)
-    env.pop("PYTHONWARNINGS", None)
-    return subprocess.run(
-        [sys.executable, "-W", "error", "-c", _PRELUDE + textwrap.dedent(code), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-
-
-# Runs ``fn`` in a forked grandchild and reports one line: a crash or a hang there
-# is reported for that call alone.
-_PRELUDE = textwrap.dedent(
-    """
-    import os, signal, sys, time, traceback, warnings
-    warnings.filterwarnings("ignore", message=".*multi-threaded.*fork", category=DeprecationWarning)
-
-    def isolated(label, fn, deadline=15.0):
-        # run fn in a forked child; print and judge the line it returns
-        sys.stdout.flush()
-        sys.stderr.flush()
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(read_end)
-            try:
-                line = fn()
-            except BaseException as e:
-                line = f"FAIL {label}: {type(e).__name__}: {str(e)[:300]}"
-            os.write(write_end, line.encode())
-            os._exit(0)
-        os.close(write_end)
-        end = time.monotonic() + deadline
-        while time.monotonic() < end:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            time.sleep(0.01)
-        else:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            os.close(read_end)
-            print(f"FAIL {label}: hung for {deadline} s", flush=True)
-            return False
-        with os.fdopen(read_end, "rb") as pipe:
-            line = pipe.read().decode()
-        if os.WIFSIGNALED(status):
-            line = f"FAIL {label}: crashed with signal {os.WTERMSIG(status)}"
-        elif os.WEXITSTATUS(status) != 0:
-            line = f"FAIL {label}: exit status {os.WEXITSTATUS(status)}"
-        print(line, flush=True)
-        return line.startswith("ok ")
-    """
-)
 
 
 def assert_all_ok(proc: subprocess.CompletedProcess[str], expected_lines: int) -> None:
@@ -160,7 +98,7 @@ _FREED = """
 
 def test_freed_storage_raises_invalid_input_error_on_every_path() -> None:
     try:
-        proc = run_script(_FREED, ";".join(FREED_CALLS), timeout=120)
+        proc = S.run_child(S.ISOLATED + textwrap.dedent(_FREED), ";".join(FREED_CALLS))
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"the child did not finish: {e.stdout!r}")
     assert_all_ok(proc, expected_lines=4 * len(FREED_CALLS))
@@ -189,7 +127,7 @@ def test_a_view_whose_storage_was_shrunk_below_it_raises() -> None:
         print("DONE")
     """
     try:
-        proc = run_script(code, timeout=60)
+        proc = S.run_child(S.ISOLATED + textwrap.dedent(code), timeout=60)
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"the child did not finish: {e.stdout!r}")
     assert_all_ok(proc, expected_lines=1)
@@ -269,7 +207,7 @@ _FORKED = """
 
 def test_a_forked_child_converts_and_collates_without_hanging() -> None:
     try:
-        proc = run_script(_FORKED, timeout=120)
+        proc = S.run_child(S.ISOLATED + textwrap.dedent(_FORKED))
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"the child did not finish: {e.stdout!r}")
     assert_all_ok(proc, expected_lines=3 * 6)

@@ -93,13 +93,10 @@ def _get(tree: Any, path: tuple[Any, ...]) -> Any:
     return tree
 
 
-def _np_dtype(x: Any) -> np.dtype[Any]:
-    return S.numpy_dtype(x.dtype) if isinstance(x, torch.Tensor) else x.dtype
-
-
 def _assert_leaf(result: Any, expected: np.ndarray, *, kind: type, where: str) -> None:
     assert isinstance(result, kind), (where, type(result))
-    assert _np_dtype(result) == expected.dtype, (where, _np_dtype(result), expected.dtype)
+    dtype = S.numpy_dtype_of(result)
+    assert dtype == expected.dtype, (where, dtype, expected.dtype)
     S.assert_same_values(result, expected)
 
 
@@ -509,7 +506,7 @@ def test_field_paths_in_errors_match_the_key_syntax(call):
         convert(tree, dtype={'["s"].image': "uint8"})
     assert 'batch["s"].image' in str(info.value)
     out = convert(tree, dtype={'["s"].image': "uint8"}, casting="unsafe")
-    assert _np_dtype(out["s"].image) == np.dtype(np.uint8)
+    assert S.numpy_dtype_of(out["s"].image) == np.dtype(np.uint8)
 
 
 # ---------------------------------------------------------------------------

@@ -21,20 +21,8 @@ import numpy as np
 import pytest
 import torch
 
+import strategies as S
 import tensorbridge as tb
-
-
-def message_of(call: Callable[[], Any], error: type[BaseException] = tb.TensorBridgeError) -> str:
-    """The message of the error ``call`` raises (it must raise ``error``)."""
-    with pytest.raises(error) as info:
-        call()
-    return str(info.value)
-
-
-def assert_short(message: str, limit: int = 300) -> None:
-    assert len(message) < limit, f"a {len(message)}-character message: {message}"
-    assert message.count("\n") <= 3, f"more than a few lines: {message}"
-
 
 # ---------------------------------------------------------------------------
 # frames with mixed dtypes
@@ -80,7 +68,7 @@ def _check_frame_message(message: str) -> None:
 
 def test_a_mixed_dtype_frame_names_the_dtype_or_column_and_the_way_out() -> None:
     # to_tensor only: NumPy holds object arrays, so to_numpy may hand one back
-    message = message_of(lambda: tb.to_tensor(DataFrame()))
+    message = S.message_of(lambda: tb.to_tensor(DataFrame()))
     assert "DataFrame" in message, f"does not say what was received: {message}"
     _check_frame_message(message)
 
@@ -88,7 +76,7 @@ def test_a_mixed_dtype_frame_names_the_dtype_or_column_and_the_way_out() -> None
 def test_a_real_mixed_dtype_pandas_frame_names_the_dtype_or_column() -> None:
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame({"age": [31, 42], "name": ["ann", "bob"]})
-    _check_frame_message(message_of(lambda: tb.to_tensor(frame)))
+    _check_frame_message(S.message_of(lambda: tb.to_tensor(frame)))
 
 
 # ---------------------------------------------------------------------------
@@ -100,7 +88,7 @@ def test_a_real_mixed_dtype_pandas_frame_names_the_dtype_or_column() -> None:
 def test_a_read_only_array_under_copy_false_says_read_only_and_lists_pandas(dtype: Any) -> None:
     a = np.arange(6, dtype=dtype)
     a.flags.writeable = False  # what pandas 3 (copy-on-write) hands out from .to_numpy()
-    message = message_of(lambda: tb.to_tensor(a, copy=False), tb.ShareError)
+    message = S.message_of(lambda: tb.to_tensor(a, copy=False), tb.ShareError)
     assert "read-only" in message, message
     assert "pandas" in message, f"pandas is not among the causes: {message}"
     assert "copy=None" in message or "copy=True" in message, message
@@ -145,15 +133,15 @@ class SparseLike:
 @pytest.mark.parametrize("make", [csr_matrix, SparseLike], ids=["csr_matrix", "toarray+tocsr"])
 @pytest.mark.parametrize("convert", [tb.to_tensor, tb.to_numpy], ids=lambda f: f.__name__)
 def test_a_sparse_matrix_is_told_to_call_toarray(convert: Any, make: Any) -> None:
-    message = message_of(lambda: convert(make()))
+    message = S.message_of(lambda: convert(make()))
     assert ".toarray()" in message, message
 
 
 def test_a_real_scipy_sparse_matrix_is_told_to_call_toarray() -> None:
     sparse = pytest.importorskip("scipy.sparse")
     m = sparse.csr_matrix(np.eye(3))
-    assert ".toarray()" in message_of(lambda: tb.to_tensor(m))
-    assert ".toarray()" in message_of(lambda: tb.to_numpy(m))
+    assert ".toarray()" in S.message_of(lambda: tb.to_tensor(m))
+    assert ".toarray()" in S.message_of(lambda: tb.to_numpy(m))
 
 
 # ---------------------------------------------------------------------------
@@ -172,7 +160,7 @@ def _assert_lists_the_real_keys(message: str) -> None:
 
 
 def test_a_prefetch_dtype_typo_names_prefetch_and_lists_the_real_keys() -> None:
-    message = message_of(
+    message = S.message_of(
         lambda: list(tb.prefetch([_batch()], device="cpu", dtype={"imgae": torch.float32}))
     )
     assert "prefetch" in message, message
@@ -190,7 +178,7 @@ def test_a_prefetch_dtype_typo_names_prefetch_and_lists_the_real_keys() -> None:
     ids=["tree_to_tensor", "tree_to_numpy", "collate"],
 )
 def test_a_per_leaf_dtype_typo_lists_the_real_keys(call: Any) -> None:
-    _assert_lists_the_real_keys(message_of(call))
+    _assert_lists_the_real_keys(S.message_of(call))
 
 
 # ---------------------------------------------------------------------------
@@ -201,12 +189,22 @@ def test_a_per_leaf_dtype_typo_lists_the_real_keys(call: Any) -> None:
 @pytest.mark.skipif(torch.backends.mps.is_available(), reason="mps is a real device here")
 @pytest.mark.parametrize("device", ["mps", "gpu"])
 def test_an_unusable_device_gets_a_short_message(device: str) -> None:
-    message = message_of(lambda: tb.to_tensor(np.ones(2), device=device), tb.InvalidArgumentError)
+    message = S.message_of(lambda: tb.to_tensor(np.ones(2), device=device), tb.InvalidArgumentError)
     assert repr(device) in message, f"does not say what was received: {message}"
-    assert_short(message)
+    S.assert_short(message)
     assert "..." not in message, f"torch's text is cut off mid-way: {message}"
     assert "aten::" not in message, message
     assert "Expected one of" not in message, f"a dump of torch's device list: {message}"
+
+
+@pytest.mark.parametrize("device", ["mps", "xla", "ipu", "vulkan", "foo", "cuda:x"])
+def test_unavailable_device_message_is_short(device):
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("MPS exists here")
+    with pytest.raises(tb.InvalidArgumentError) as info:
+        tb.to_tensor(np.zeros(2), device=device)
+    assert len(str(info.value)) < 400
+    assert repr(device) in str(info.value)
 
 
 @pytest.mark.skipif(torch.backends.mps.is_available(), reason="mps is a real device here")
@@ -215,18 +213,18 @@ def test_device_gpu_in_trees_and_prefetch_gets_a_short_message() -> None:
         lambda: tb.tree_to_tensor(_batch(), device="gpu"),
         lambda: list(tb.prefetch([_batch()], device="gpu")),
     ):
-        message = message_of(call, tb.InvalidArgumentError)
-        assert_short(message)
+        message = S.message_of(call, tb.InvalidArgumentError)
+        S.assert_short(message)
         assert "Expected one of" not in message, message
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="device=0 is a real GPU here")
 def test_device_zero_without_a_gpu_does_not_suggest_a_cuda_index() -> None:
-    message = message_of(lambda: tb.to_tensor(np.ones(2), device=0), tb.InvalidArgumentError)
+    message = S.message_of(lambda: tb.to_tensor(np.ones(2), device=0), tb.InvalidArgumentError)
     assert "device=0" in message, f"does not say what was received: {message}"
     assert not re.search(r"cuda index", message, re.IGNORECASE), message
     assert re.search(r"cuda", message, re.IGNORECASE), message
-    assert_short(message)
+    S.assert_short(message)
 
 
 # ---------------------------------------------------------------------------
@@ -254,7 +252,7 @@ def test_device_zero_without_a_gpu_does_not_suggest_a_cuda_index() -> None:
     ],
 )
 def test_a_dtype_of_none_raises_invalid_argument_error(call: Any) -> None:
-    message = message_of(call, tb.InvalidArgumentError)
+    message = S.message_of(call, tb.InvalidArgumentError)
     assert "None" in message, message
 
 
@@ -285,7 +283,7 @@ SINGULAR_COUNT = re.compile(r"\b1 (elements|dimensions|samples|items|leaves|keys
 @pytest.mark.parametrize("name", list(TYPE_MESSAGES))
 def test_messages_that_name_a_type_use_the_right_article(name: str) -> None:
     call, names = TYPE_MESSAGES[name]
-    message = message_of(call)
+    message = S.message_of(call)
     for word in names:
         assert word in message, f"{word!r} is not named: {message}"
     wrong = WRONG_ARTICLE.findall(message)
@@ -295,10 +293,10 @@ def test_messages_that_name_a_type_use_the_right_article(name: str) -> None:
 
 
 def test_collate_type_mismatch_reads_an_ndarray_and_an_int() -> None:
-    message = message_of(lambda: tb.collate([np.ones(2), "x"]))
+    message = S.message_of(lambda: tb.collate([np.ones(2), "x"]))
     if re.search(r"\ba\w* ndarray", message):  # an article is used: it must be "an"
         assert "an ndarray" in message, message
-    message = message_of(lambda: tb.collate([1, "x"]))
+    message = S.message_of(lambda: tb.collate([1, "x"]))
     if re.search(r"\ba\w* int\b", message):
         assert "an int" in message, message
 
@@ -355,7 +353,7 @@ def test_the_examples_of_section_3() -> None:
 
 @pytest.mark.parametrize("name", ["float", "int"])
 def test_an_unprefixed_ambiguous_name_still_raises_naming_both_meanings(name: str) -> None:
-    message = message_of(lambda: tb.to_tensor(np.ones(2), dtype=name), tb.UnsupportedDtypeError)
+    message = S.message_of(lambda: tb.to_tensor(np.ones(2), dtype=name), tb.UnsupportedDtypeError)
     assert "NumPy" in message, message
     assert "torch" in message, message
 

@@ -66,12 +66,6 @@ def _values(source: np.dtype[Any], target: np.dtype[Any]) -> np.ndarray:
     return np.array([1 + 2j, -0.5j, 3.25 + 0j, -0.0 - 0.0j]).astype(source)
 
 
-def _np_dtype_of(result: Any) -> np.dtype[Any]:
-    if isinstance(result, torch.Tensor):
-        return S.numpy_dtype(result.dtype)
-    return np.asarray(result).dtype
-
-
 def _convert(direction: str, array: np.ndarray, **options: Any) -> Any:
     """``to_tensor`` of an ndarray, or ``to_numpy`` of the tensor with the same values."""
     if direction == "to_tensor":
@@ -84,7 +78,7 @@ DIRECTIONS = ["to_tensor", "to_numpy"]
 
 def _check_result(result: Any, direction: str, expected: np.ndarray) -> None:
     assert isinstance(result, torch.Tensor if direction == "to_tensor" else np.ndarray)
-    assert _np_dtype_of(result) == expected.dtype, (_np_dtype_of(result), expected.dtype)
+    assert S.numpy_dtype_of(result) == expected.dtype, (S.numpy_dtype_of(result), expected.dtype)
     S.assert_same_values(result, expected)
 
 
@@ -437,7 +431,7 @@ def _check_tree(result: dict[str, Any], batch: dict[str, np.ndarray], kind: type
     for key, expected_dtype in CONTRACT_EXAMPLE.items():
         assert isinstance(result[key], kind), key
         expected = batch[key].astype(expected_dtype)
-        assert _np_dtype_of(result[key]) == expected.dtype, key
+        assert S.numpy_dtype_of(result[key]) == expected.dtype, key
         S.assert_same_values(result[key], expected)
 
 
@@ -538,5 +532,5 @@ def test_unsafe_casting_through_a_field_in_trees_gives_astype_values(call):
             "p": np.stack([pixels, pixels[::-1]]).astype(np.int8),
         }
     for key, value in expected.items():
-        assert _np_dtype_of(out[key]) == value.dtype
+        assert S.numpy_dtype_of(out[key]) == value.dtype
         S.assert_same_values(out[key], value)

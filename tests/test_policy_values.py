@@ -22,7 +22,6 @@ import torch
 
 import strategies as S
 import tensorbridge as tb
-from test_repeat_calls import memory_handle, observe
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning"),
@@ -66,7 +65,7 @@ def _array_probe(dtype: Any, *, read_only: bool = False) -> Callable[[], tuple[A
         view = base.view()
         if read_only:
             view.flags.writeable = False
-        return view, memory_handle(base)
+        return view, S.memory_handle(base)
 
     return make
 
@@ -74,7 +73,7 @@ def _array_probe(dtype: Any, *, read_only: bool = False) -> Callable[[], tuple[A
 def _tensor_probe(dtype: torch.dtype) -> Callable[[], tuple[Any, Any]]:
     def make() -> tuple[Any, Any]:
         t = torch.arange(3).to(dtype)
-        return t, memory_handle(t)
+        return t, S.memory_handle(t)
 
     return make
 
@@ -111,7 +110,7 @@ def behaviour(policy: Any) -> list[tuple[Any, ...]]:
             for copy_flag in (None, False):
                 for casting in ("same_kind", "no"):
                     data, memory = make()
-                    outcome = observe(
+                    outcome = S.observe(
                         lambda data=data, function=function, copy_flag=copy_flag, c=casting: (
                             function(data, dtype=policy, copy=copy_flag, casting=c)
                         ),
@@ -372,10 +371,7 @@ _SPAWN_CHILD = """
 
 def test_policies_sent_to_a_spawn_worker_convert_as_in_the_parent(tmp_path):
     (tmp_path / "policy_worker.py").write_text(_WORKER_MODULE)
-    proc = S.run_child(_SPAWN_CHILD, str(tmp_path))
-    assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{proc.stderr}"
-    assert proc.stderr == "", proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(S.child_output(S.run_child(_SPAWN_CHILD, str(tmp_path))))
     here, there = result["here"], result["there"]
     problems = []
     for index, (h, t) in enumerate(zip(here, there, strict=True)):

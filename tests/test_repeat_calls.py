@@ -15,12 +15,8 @@ after a warm-up (``strategies.run_child``).
 from __future__ import annotations
 
 import ast
-import contextlib
 import json
 import subprocess
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,149 +37,10 @@ pytestmark = [
 
 _TESTS_DIR = str(Path(__file__).resolve().parent)
 
-# ---------------------------------------------------------------------------
-# helpers (candidates for tests/strategies.py)
-# ---------------------------------------------------------------------------
-
-
-def memory_handle(x: Any) -> Any:
-    """A writable uint8 handle over all the memory ``x`` lives in (its storage / base).
-
-    For an ndarray pass the writable array that owns the memory; for a tensor, its
-    untyped storage is aliased as a flat uint8 tensor (no autograd involved).
-    """
-    if isinstance(x, torch.Tensor):
-        return torch.empty(0, dtype=torch.uint8).set_(x.untyped_storage())
-    assert x.flags.writeable, "pass the owning, writable base"
-    assert x.flags.c_contiguous, "pass the owning, writable base"
-    return x.reshape(-1).view(np.uint8)
-
-
-def flip_bits(memory: Any) -> None:
-    """Toggle the lowest bit of every byte (twice restores it; bool stays a valid bool)."""
-    if isinstance(memory, torch.Tensor):
-        memory.bitwise_xor_(1)
-    else:
-        np.bitwise_xor(memory, 1, out=memory)
-
-
-def raw_bits(x: Any) -> bytes:
-    """``strategies.bits`` as bytes; longdouble / clongdouble (whose padding bytes are
-    undefined) by the exact repr of each element instead."""
-    if (
-        isinstance(x, np.ndarray)
-        and x.dtype.kind in "fc"
-        and x.dtype.itemsize > 8 * (1 + (x.dtype.kind == "c"))
-    ):
-        return repr([repr(v) for v in x.ravel()]).encode()
-    return S.bits(x).tobytes()
-
-
-def _leaf_record(x: Any) -> tuple[Any, ...]:
-    if isinstance(x, torch.Tensor):
-        return (
-            "tensor",
-            type(x).__qualname__,
-            str(x.dtype),
-            str(x.device),
-            tuple(x.shape),
-            tuple(x.stride()),
-            bool(x.requires_grad),
-            bool(x.is_inference()),
-            bool(x.is_conj()),
-            bool(x.is_neg()),
-            raw_bits(x),
-        )
-    return (
-        "ndarray",
-        type(x).__qualname__,
-        x.dtype.str,
-        tuple(x.shape),
-        tuple(x.strides),
-        bool(x.flags.writeable),
-        raw_bits(x),
-    )
-
-
-def _structure(x: Any, leaves: list[Any]) -> Any:
-    """The result's containers, with each array leaf replaced by its index in ``leaves``."""
-    if isinstance(x, (np.ndarray, torch.Tensor)):
-        leaves.append(x)
-        return ("leaf", len(leaves) - 1)
-    if isinstance(x, dict):
-        return (type(x).__qualname__, tuple((repr(k), _structure(v, leaves)) for k, v in x.items()))
-    if isinstance(x, (list, tuple)):
-        return (type(x).__qualname__, tuple(_structure(v, leaves) for v in x))
-    return ("value", type(x).__qualname__, repr(x))
-
-
-@dataclass
-class Outcome:
-    """What one call did, as plain values (comparable, printable, literal_eval-able)."""
-
-    record: tuple[Any, ...]
-    leaves: list[Any]
-    shares: list[bool]
-
-
-def observe(
-    call: Callable[[], Any],
-    memory: Any,
-    context: Callable[[], Any] = contextlib.nullcontext,
-) -> Outcome:
-    """Run ``call`` under ``context`` and record everything the contract lets a user see.
-
-    Sharing is shown by mutation: every byte of the input's memory is flipped, each
-    result leaf is read again, and the memory is restored.
-    """
-    try:
-        with context():
-            result = call()
-    except Exception as exc:  # the error itself is the outcome
-        return Outcome(("raised", type(exc).__module__, type(exc).__qualname__, str(exc)), [], [])
-    leaves: list[Any] = []
-    structure = _structure(result, leaves)
-    records = [_leaf_record(leaf) for leaf in leaves]
-    before = [raw_bits(leaf) for leaf in leaves]
-    flip_bits(memory)
-    try:
-        after = [raw_bits(leaf) for leaf in leaves]
-    finally:
-        flip_bits(memory)
-    shares = [b != a for b, a in zip(before, after, strict=True)]
-    return Outcome(("returned", structure, tuple(records), tuple(shares)), leaves, shares)
-
-
-def assert_memory_safe(data: Any, outcome: Outcome) -> None:
-    """Section 6: no writable tensor over read-only memory, no writable NumPy array over a
-    tensor that requires grad."""
-    read_only = isinstance(data, np.ndarray) and not data.flags.writeable
-    needs_grad = isinstance(data, torch.Tensor) and data.requires_grad
-    for leaf, shared in zip(outcome.leaves, outcome.shares, strict=True):
-        if not shared:
-            continue
-        if read_only:
-            assert not isinstance(leaf, torch.Tensor), "a tensor aliases read-only memory"
-            assert not leaf.flags.writeable, "a writable array aliases read-only memory"
-        if needs_grad and isinstance(leaf, np.ndarray):
-            assert not leaf.flags.writeable, "a writable array aliases a tensor needing grad"
-
-
-CONTEXTS: dict[str, Callable[[], Any]] = {
-    "plain": contextlib.nullcontext,
-    "no_grad": torch.no_grad,
-    "inference_mode": torch.inference_mode,
-    "set_grad_enabled(False)": lambda: torch.set_grad_enabled(False),
-    "errstate(all='raise')": lambda: np.errstate(all="raise"),
-}
-
-#: equal to tb.FLOAT32 (section 3 lists exactly these two changes)
-EQUAL_TO_FLOAT32 = tb.DtypePolicy(floating="float32", complex="complex64")
-
 DTYPE_OPTIONS: list[Any] = [
     tb.FLOAT32,
     tb.PRESERVE,
-    EQUAL_TO_FLOAT32,
+    S.EQUAL_TO_FLOAT32,
     tb.DtypePolicy(floating="float64", unsigned="float32"),
     tb.DtypePolicy(signed=torch.int32, bool=np.uint8),
     np.float32,
@@ -194,40 +51,6 @@ DTYPE_OPTIONS: list[Any] = [
     "int64",
 ]
 CASTINGS = ["no", "equiv", "safe", "same_kind", "unsafe"]
-
-
-def _ignore_errors(call: Callable[[], Any]) -> Callable[[], None]:
-    def run() -> None:
-        with contextlib.suppress(tb.TensorBridgeError):
-            call()
-
-    return run
-
-
-#: other conversions, each of which could fill a cache that a later call then reads
-WARM_UPS: dict[str, Callable[[], None]] = {
-    "to_numpy float32": lambda: tb.to_numpy(torch.ones(3)),
-    "to_numpy float64": lambda: tb.to_numpy(torch.ones(3, dtype=torch.float64)),
-    "to_numpy grad": lambda: tb.to_numpy(torch.ones(3, requires_grad=True)),
-    "to_tensor (2, 1)": lambda: tb.to_tensor(np.ones((2, 1))),
-    "to_tensor float32": lambda: tb.to_tensor(np.ones(3, np.float32)),
-    "to_tensor PRESERVE": lambda: tb.to_tensor(np.ones(2), dtype=tb.PRESERVE),
-    "to_tensor equal policy": lambda: tb.to_tensor(np.ones(2), dtype=EQUAL_TO_FLOAT32),
-    "share error FLOAT32": _ignore_errors(
-        lambda: tb.to_tensor(np.ones(2), dtype=tb.FLOAT32, copy=False)
-    ),
-    "share error equal policy": _ignore_errors(
-        lambda: tb.to_tensor(np.ones(2), dtype=EQUAL_TO_FLOAT32, copy=False)
-    ),
-    "tree_to_tensor": lambda: tb.tree_to_tensor({"x": np.ones(2)}),
-    "collate": lambda: tb.collate([np.ones(2), np.ones(2)]),
-    "convert_like": lambda: tb.convert_like(torch.ones(2), np.zeros(1), dtype=tb.PRESERVE),
-}
-
-
-def warm_up_everything() -> None:
-    for warm_up in WARM_UPS.values():
-        warm_up()
 
 
 # ---------------------------------------------------------------------------
@@ -245,146 +68,69 @@ PATHS = [
 ]
 
 
-class _Omitted:
-    """An option left out of the call (the default fast path is a path of its own)."""
-
-    def __repr__(self) -> str:
-        return "<omitted>"
-
-
-OMIT = _Omitted()
-
-
-def path_call(path: str, data: Any, reference: Any, **options: Any) -> Callable[[], Any]:
-    """A call of one public path; options equal to ``OMIT`` are not passed."""
-    options = {key: value for key, value in options.items() if value is not OMIT}
-    if path == "convert_like":
-        options.setdefault("dtype", tb.FLOAT32)  # convert_like has no default dtype
-    if path == "to_tensor":
-        return lambda: tb.to_tensor(data, **options)
-    if path == "to_numpy":
-        return lambda: tb.to_numpy(data, **options)
-    if path == "tree_to_tensor":
-        return lambda: tb.tree_to_tensor({"x": data, "rest": [data, 3, "s", None]}, **options)
-    if path == "tree_to_numpy":
-        return lambda: tb.tree_to_numpy({"x": data, "rest": (data, 2.5)}, **options)
-    if path == "collate":
-        return lambda: tb.collate([{"x": data, "y": 1}, {"x": data, "y": 2}], **options)
-    if path == "convert_like":
-        return lambda: tb.convert_like(data, reference, **options)
-    assert path == "prefetch"
-    return lambda: list(tb.prefetch([{"x": data}, [data]], device="cpu", **options))
-
-
-class Source:
-    """A drawn input and a writable uint8 handle on the memory it lives in."""
-
-    def __init__(self, data: Any, memory: Any) -> None:
-        self.data = data
-        self.memory = memory
-
-    def __repr__(self) -> str:
-        d = self.data
-        if isinstance(d, torch.Tensor):
-            return (
-                f"Source(tensor dtype={d.dtype}, shape={tuple(d.shape)}, stride={d.stride()}, "
-                f"offset={d.storage_offset()}, requires_grad={d.requires_grad})"
-            )
-        return f"Source({S.Input(d, d)!r})"
-
-
-#: float32 (the default policy's own dtype, which shares) weighted up
-GRAD_DTYPES = [torch.float32] * 3 + [torch.float16, torch.bfloat16, torch.float64, torch.complex64]
-
-
-@st.composite
-def sources(draw: st.DrawFn, kind: str = "any") -> Source:
-    """An ndarray view (strided, reversed, byte-swapped, read-only) or a CPU tensor view,
-    possibly requiring grad, with a writable handle on its memory.
-
-    ``kind="read_only"``: always a read-only ndarray view; ``kind="grad"``: always a
-    floating tensor that requires grad.
-    """
-    if kind == "read_only" or (kind == "any" and draw(st.booleans(), label="ndarray")):
-        inp = draw(S.array_views(allow_readonly=True))
-        array = inp.array
-        if kind == "read_only" and array.flags.writeable:
-            array = array.view()
-            array.flags.writeable = False
-        return Source(array, memory_handle(inp.base))
-    if kind == "grad":
-        t = draw(S.tensors(st.sampled_from(GRAD_DTYPES), nonempty=True))
-        t = t.detach().requires_grad_()
-        return Source(t, memory_handle(t))
-    t = draw(S.tensors())
-    if (t.dtype.is_floating_point or t.dtype.is_complex) and draw(st.booleans(), label="grad"):
-        t = t.detach().requires_grad_()
-    return Source(t, memory_handle(t))
-
-
 REFERENCES = [np.zeros(1), torch.zeros(1), torch.zeros(1, dtype=torch.float64)]
 
 
 @pytest.mark.parametrize("path", PATHS)
 @given(
-    source=sources(),
-    dtype=st.sampled_from([OMIT, *DTYPE_OPTIONS]),
-    copy=st.sampled_from([OMIT, None, True, False]),
-    casting=st.sampled_from([OMIT, *CASTINGS]),
-    context=st.sampled_from(list(CONTEXTS)),
-    warm_up=st.sampled_from(list(WARM_UPS)),
+    source=S.sources(),
+    dtype=st.sampled_from([S.OMIT, *DTYPE_OPTIONS]),
+    copy=st.sampled_from([S.OMIT, None, True, False]),
+    casting=st.sampled_from([S.OMIT, *CASTINGS]),
+    context=st.sampled_from(list(S.CONTEXTS)),
+    warm_up=st.sampled_from(list(S.WARM_UPS)),
     reference=st.sampled_from(REFERENCES),
 )
 def test_a_repeated_call_gives_what_the_first_call_gave(
     path, source, dtype, copy, casting, context, warm_up, reference
 ):
-    call = path_call(path, source.data, reference, dtype=dtype, copy=copy, casting=casting)
-    first = observe(call, source.memory, CONTEXTS[context])
-    second = observe(call, source.memory, CONTEXTS[context])
+    call = S.path_call(path, source.data, reference, dtype=dtype, copy=copy, casting=casting)
+    first = S.observe(call, source.memory, S.CONTEXTS[context])
+    second = S.observe(call, source.memory, S.CONTEXTS[context])
     assert second.record == first.record, "the second call differs from the first"
-    WARM_UPS[warm_up]()
-    third = observe(call, source.memory, CONTEXTS[context])
+    S.WARM_UPS[warm_up]()
+    third = S.observe(call, source.memory, S.CONTEXTS[context])
     assert third.record == first.record, f"the call differs after warm-up {warm_up!r}"
     for outcome in (first, second, third):
-        assert_memory_safe(source.data, outcome)
+        S.assert_memory_safe(source.data, outcome)
 
 
 @pytest.mark.parametrize("path", PATHS)
 @given(
-    source=sources("read_only"),
-    dtype=st.sampled_from([OMIT, tb.FLOAT32, tb.PRESERVE, EQUAL_TO_FLOAT32, "float32"]),
-    copy=st.sampled_from([OMIT, None, True]),
-    casting=st.sampled_from([OMIT, "same_kind", "unsafe"]),
-    context=st.sampled_from(list(CONTEXTS)),
-    warm_up=st.sampled_from(list(WARM_UPS)),
+    source=S.sources("read_only"),
+    dtype=st.sampled_from([S.OMIT, tb.FLOAT32, tb.PRESERVE, S.EQUAL_TO_FLOAT32, "float32"]),
+    copy=st.sampled_from([S.OMIT, None, True]),
+    casting=st.sampled_from([S.OMIT, "same_kind", "unsafe"]),
+    context=st.sampled_from(list(S.CONTEXTS)),
+    warm_up=st.sampled_from(list(S.WARM_UPS)),
     reference=st.sampled_from(REFERENCES),
 )
 def test_read_only_memory_is_never_writable_through_a_result(
     path, source, dtype, copy, casting, context, warm_up, reference
 ):
     """Section 6, after any other call: nothing writable shares a read-only array."""
-    WARM_UPS[warm_up]()
-    call = path_call(path, source.data, reference, dtype=dtype, copy=copy, casting=casting)
-    assert_memory_safe(source.data, observe(call, source.memory, CONTEXTS[context]))
+    S.WARM_UPS[warm_up]()
+    call = S.path_call(path, source.data, reference, dtype=dtype, copy=copy, casting=casting)
+    S.assert_memory_safe(source.data, S.observe(call, source.memory, S.CONTEXTS[context]))
 
 
-@pytest.mark.parametrize("context", list(CONTEXTS))
+@pytest.mark.parametrize("context", list(S.CONTEXTS))
 @pytest.mark.parametrize("path", ["to_numpy", "tree_to_numpy", "convert_like"])
 @given(
-    source=sources("grad"),
-    dtype=st.sampled_from([OMIT, tb.FLOAT32, EQUAL_TO_FLOAT32, tb.PRESERVE]),
-    copy=st.sampled_from([OMIT, None, True]),
-    casting=st.sampled_from([OMIT, "same_kind", "unsafe"]),
-    warm_up=st.sampled_from(list(WARM_UPS)),
+    source=S.sources("grad"),
+    dtype=st.sampled_from([S.OMIT, tb.FLOAT32, S.EQUAL_TO_FLOAT32, tb.PRESERVE]),
+    copy=st.sampled_from([S.OMIT, None, True]),
+    casting=st.sampled_from([S.OMIT, "same_kind", "unsafe"]),
+    warm_up=st.sampled_from(list(S.WARM_UPS)),
 )
 def test_a_tensor_that_requires_grad_is_never_writable_through_an_array(
     path, context, source, dtype, copy, casting, warm_up
 ):
     """Section 6, after any other call and under every grad mode: no writable NumPy
     array over a tensor that requires grad."""
-    WARM_UPS[warm_up]()
-    call = path_call(path, source.data, np.zeros(1), dtype=dtype, copy=copy, casting=casting)
-    assert_memory_safe(source.data, observe(call, source.memory, CONTEXTS[context]))
+    S.WARM_UPS[warm_up]()
+    call = S.path_call(path, source.data, np.zeros(1), dtype=dtype, copy=copy, casting=casting)
+    S.assert_memory_safe(source.data, S.observe(call, source.memory, S.CONTEXTS[context]))
 
 
 # ---------------------------------------------------------------------------
@@ -419,7 +165,7 @@ def assert_sealed_read_only(a: np.ndarray, source: torch.Tensor) -> None:
 def test_grad_view_is_read_only_after_a_float32_to_numpy(path, context):
     w = torch.ones(3, requires_grad=True)  # created outside any context
     tb.to_numpy(torch.ones(3))  # the call that used to switch the seal off
-    with CONTEXTS[context]():
+    with S.CONTEXTS[context]():
         if path == "to_numpy":
             a = tb.to_numpy(w)
         else:
@@ -458,20 +204,6 @@ _SIZE1_STRIDES_CHILD = """
 """
 
 
-def child_output(proc: subprocess.CompletedProcess[str]) -> str:
-    """The last stdout line of a child that must have run cleanly."""
-    assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{proc.stderr}"
-    assert proc.stderr == "", proc.stderr
-    return proc.stdout.strip().splitlines()[-1]
-
-
-def run_children(jobs: dict[str, tuple[str, ...]]) -> dict[str, subprocess.CompletedProcess[str]]:
-    """Run several ``strategies.run_child`` jobs two at a time (the machine has two cores)."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(S.run_child, *job) for name, job in jobs.items()}
-        return {name: future.result() for name, future in futures.items()}
-
-
 @pytest.fixture(scope="module")
 def children() -> dict[str, subprocess.CompletedProcess[str]]:
     """Every fresh-interpreter check of this file, run once per module, in parallel."""
@@ -483,13 +215,13 @@ def children() -> dict[str, subprocess.CompletedProcess[str]]:
         "complex fresh": (_COMPLEX_SHARE_ERROR_CHILD, "fresh"),
         "complex after_float": (_COMPLEX_SHARE_ERROR_CHILD, "after_float"),
     }
-    jobs.update({name: (_COLD_CHILD, _TESTS_DIR, name) for name in KEY_CASES})
-    return run_children(jobs)
+    jobs.update({name: (_COLD_CHILD, _TESTS_DIR, name) for name in S.KEY_CASES})
+    return S.run_children(jobs)
 
 
 @pytest.mark.parametrize("function", ["to_tensor", "to_numpy"])
 def test_size1_dimension_strides_are_the_same_on_every_call_of_a_fresh_process(function, children):
-    first, *later = json.loads(child_output(children[f"size1 {function}"]))
+    first, *later = json.loads(S.child_output(children[f"size1 {function}"]))
     assert all(strides == first for strides in later), (first, later)
 
 
@@ -553,9 +285,9 @@ _COMPLEX_SHARE_ERROR_CHILD = """
 
 
 def test_share_error_message_does_not_depend_on_which_equal_policy_came_first(children):
-    assert EQUAL_TO_FLOAT32 == tb.FLOAT32
-    user_first = json.loads(child_output(children["user_first"]))  # [p, FLOAT32]
-    float32_first = json.loads(child_output(children["float32_first"]))  # [FLOAT32, p]
+    assert S.EQUAL_TO_FLOAT32 == tb.FLOAT32
+    user_first = json.loads(S.child_output(children["user_first"]))  # [p, FLOAT32]
+    float32_first = json.loads(S.child_output(children["float32_first"]))  # [FLOAT32, p]
     assert "no ShareError" not in user_first + float32_first
     assert user_first[0] == user_first[1], "message depends on the policy object"
     assert float32_first[0] == float32_first[1], "message depends on the policy object"
@@ -564,7 +296,7 @@ def test_share_error_message_does_not_depend_on_which_equal_policy_came_first(ch
 
 @pytest.mark.parametrize("order", ["fresh", "after_float"])
 def test_complex_share_error_names_complex64_not_float32(order, children):
-    message = json.loads(child_output(children[f"complex {order}"]))
+    message = json.loads(S.child_output(children[f"complex {order}"]))
     assert message != "no ShareError"
     assert "complex64" in message
     assert "complex128" in message
@@ -590,6 +322,28 @@ def test_dtype_attribute_object_is_read_on_every_call():
     assert np.dtype(d) == np.float64
     assert tb.to_tensor(np.ones(2, np.float32), dtype=d).dtype == torch.float64
     assert tb.to_numpy(torch.ones(2), dtype=d).dtype == np.float64
+
+
+# ---------------------------------------------------------------------------
+# what is remembered per argument is bounded
+# ---------------------------------------------------------------------------
+
+
+def test_memory_stays_bounded_for_ever_new_dtype_arguments():
+    # A caller building dtype arguments at run time (distinct structured dtypes, say)
+    # must not grow memory without bound: what is remembered per argument is bounded.
+    import tracemalloc
+
+    array = np.zeros(2, np.float32)
+    tracemalloc.start()
+    sizes = []
+    for round_ in range(3):
+        for i in range(1500):
+            with pytest.raises(tb.UnsupportedDtypeError):
+                tb.to_numpy(array, dtype=np.dtype([(f"f{round_}_{i}", "f4")]))
+        sizes.append(tracemalloc.get_traced_memory()[0])
+    tracemalloc.stop()
+    assert sizes[2] - sizes[0] < 1 << 20, sizes
 
 
 # ---------------------------------------------------------------------------
@@ -659,68 +413,20 @@ def test_integer_to_bfloat16_follows_numpy_on_every_path(path, source_dtype, spe
 # ---------------------------------------------------------------------------
 
 
-def _grad_case(context: str, path: str = "to_numpy") -> tuple[Callable[[], Any], Any, str]:
-    w = torch.ones(3, requires_grad=True)
-    if path == "to_numpy":
-        return (lambda: tb.to_numpy(w)), memory_handle(w), context
-    return (lambda: tb.convert_like(w, np.zeros(1), dtype=tb.PRESERVE)), memory_handle(w), context
-
-
-def _array_case(
-    a: np.ndarray, call: Callable[[np.ndarray], Any], context: str = "plain"
-) -> tuple[Callable[[], Any], Any, str]:
-    return (lambda: call(a)), memory_handle(a), context
-
-
-def _tensor_case(
-    t: torch.Tensor, call: Callable[[torch.Tensor], Any], context: str = "plain"
-) -> tuple[Callable[[], Any], Any, str]:
-    return (lambda: call(t)), memory_handle(t), context
-
-
-KEY_CASES: dict[str, Callable[[], tuple[Callable[[], Any], Any, str]]] = {
-    "to_numpy grad, plain": lambda: _grad_case("plain"),
-    "to_numpy grad, no_grad": lambda: _grad_case("no_grad"),
-    "to_numpy grad, inference_mode": lambda: _grad_case("inference_mode"),
-    "to_numpy grad, set_grad_enabled(False)": lambda: _grad_case("set_grad_enabled(False)"),
-    "convert_like grad, no_grad": lambda: _grad_case("no_grad", "convert_like"),
-    "to_tensor (6, 1) float64": lambda: _array_case(np.arange(6.0)[:, None], tb.to_tensor),
-    "to_numpy as_strided (3, 1), (1, 7)": lambda: _tensor_case(
-        torch.arange(7.0).double().as_strided((3, 1), (1, 7)), tb.to_numpy
-    ),
-    "to_tensor float32 shares": lambda: _array_case(np.ones(3, np.float32), tb.to_tensor),
-    "to_tensor PRESERVE int64 copy=False": lambda: _array_case(
-        np.arange(3), lambda a: tb.to_tensor(a, dtype=tb.PRESERVE, copy=False)
-    ),
-    "to_tensor equal policy copy=False": lambda: _array_case(
-        np.ones(2), lambda a: tb.to_tensor(a, dtype=EQUAL_TO_FLOAT32, copy=False)
-    ),
-}
-
-
-def cold_and_warm(name: str) -> str:
-    """Run in a fresh child: the key case first, then after every warm-up (a repr)."""
-    call, memory, context = KEY_CASES[name]()
-    cold = observe(call, memory, CONTEXTS[context]).record
-    warm_up_everything()
-    warm = observe(call, memory, CONTEXTS[context]).record
-    return repr((cold, warm))
-
-
 _COLD_CHILD = """
     import sys
     sys.path.insert(0, sys.argv[1])
-    import test_repeat_calls as R
+    import strategies as S
 
-    print(R.cold_and_warm(sys.argv[2]))
+    print(S.cold_and_warm(sys.argv[2]))
 """
 
 
-@pytest.mark.parametrize("name", list(KEY_CASES))
+@pytest.mark.parametrize("name", list(S.KEY_CASES))
 def test_first_call_in_a_fresh_process_equals_a_warm_call(name, children):
-    cold, warm_in_child = ast.literal_eval(child_output(children[name]))
-    warm_up_everything()
-    call, memory, context = KEY_CASES[name]()
-    warm_here = observe(call, memory, CONTEXTS[context]).record
+    cold, warm_in_child = ast.literal_eval(S.child_output(children[name]))
+    S.warm_up_everything()
+    call, memory, context = S.KEY_CASES[name]()
+    warm_here = S.observe(call, memory, S.CONTEXTS[context]).record
     assert warm_in_child == cold, f"fresh first call {cold}\n!= after warm-up {warm_in_child}"
     assert warm_here == cold, f"fresh first call {cold}\n!= warm process {warm_here}"

@@ -9,7 +9,6 @@ without a builder here fails the suite, so the tables cannot drift from the code
 from __future__ import annotations
 
 import builtins
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -76,12 +75,6 @@ class _Interface:
     def __init__(self) -> None:
         self.base = np.zeros(4, np.float32)
         self.__array_interface__ = self.base.__array_interface__
-
-
-def _complex32_tensor() -> torch.Tensor:
-    with warnings.catch_warnings():  # torch: "ComplexHalf support is experimental"
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.zeros(4, dtype=torch.float16).to(torch.complex32)
 
 
 def _float32_without_cuda() -> np.ndarray:
@@ -160,7 +153,7 @@ INPUTS: dict[str, list[Callable[[], object]]] = {
         lambda: np.zeros(2, dtype="datetime64[s]"),
         lambda: np.array([object(), object()]),
     ],
-    "complex32 CPU tensor": [_complex32_tensor],
+    "complex32 CPU tensor": [lambda: S.complex32([0.0] * 4, [0.0] * 4)],
     "`str`, `bytes`, `None` or `dict`": [lambda: "abc", lambda: b"abc", lambda: None, dict],
     "ragged nested list": [lambda: [[1.0, 2.0], [3.0]]],
     "masked array with masked elements": [

@@ -215,38 +215,12 @@ def test_a_ragged_sequence_of_arrays_names_the_shapes(call: Any) -> None:
 # ---------------------------------------------------------------------------
 
 
-class CopyingArrayLike:
-    """``__array__`` accepts ``copy=`` but returns a fresh array every call."""
-
-    def __init__(self, values: np.ndarray) -> None:
-        self.values = values
-
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        return np.array(self.values, dtype=dtype, copy=True)
-
-
-class ViewArrayLike:
-    """``__array__`` honours ``copy=``: without a copy it hands over a view of its memory."""
-
-    def __init__(self, values: np.ndarray) -> None:
-        self.values = values
-
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        if copy:
-            return np.array(self.values, dtype=dtype, copy=True)
-        if dtype is not None and np.dtype(dtype) != self.values.dtype:
-            if copy is False:
-                raise ValueError("a dtype change needs a copy")
-            return self.values.astype(dtype)
-        return self.values[...]
-
-
 @pytest.mark.parametrize("convert", [tb.to_tensor, tb.to_numpy], ids=lambda f: f.__name__)
 @pytest.mark.parametrize("dtype", [tb.FLOAT32, tb.PRESERVE], ids=["FLOAT32", "PRESERVE"])
 def test_copy_false_on_an_array_that_only_copies_raises_share_error(
     convert: Any, dtype: Any
 ) -> None:
-    obj = CopyingArrayLike(np.arange(4, dtype=np.float32))
+    obj = S.CopyingArrayLike(np.arange(4, dtype=np.float32))
     with pytest.raises(tb.ShareError, match="copy"):
         convert(obj, dtype=dtype, copy=False)
 
@@ -254,7 +228,7 @@ def test_copy_false_on_an_array_that_only_copies_raises_share_error(
 @pytest.mark.parametrize("convert", [tb.to_tensor, tb.to_numpy], ids=lambda f: f.__name__)
 def test_copy_none_on_an_array_that_only_copies_gives_the_values(convert: Any) -> None:
     values = np.arange(4, dtype=np.float32)
-    result = convert(CopyingArrayLike(values), copy=None)
+    result = convert(S.CopyingArrayLike(values), copy=None)
     got = result.numpy() if isinstance(result, torch.Tensor) else result
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, values)
@@ -262,14 +236,14 @@ def test_copy_none_on_an_array_that_only_copies_gives_the_values(convert: Any) -
 
 def test_copy_false_shares_an_array_like_that_hands_over_a_view() -> None:
     values = np.arange(4, dtype=np.float32)
-    t = tb.to_tensor(ViewArrayLike(values), copy=False)
+    t = tb.to_tensor(S.ViewArrayLike(values), copy=False)
     assert torch.equal(t, torch.arange(4, dtype=torch.float32))
     t[0] = 42.0
     assert values[0] == 42.0, "the tensor does not alias the array-like's memory"
     values[3] = -1.0
     assert t[3].item() == -1.0
 
-    a = tb.to_numpy(ViewArrayLike(values), copy=False)
+    a = tb.to_numpy(S.ViewArrayLike(values), copy=False)
     a[1] = 7.0
     assert values[1] == 7.0, "the array does not alias the array-like's memory"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections import OrderedDict, namedtuple
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,24 +28,12 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning"),
 ]
 
-Pair = namedtuple("Pair", ["image", "label"])
-
 
 @dataclasses.dataclass
 class Sample:
     image: Any
     label: Any
     name: str = "sample"
-
-
-@dataclasses.dataclass(frozen=True)
-class FrozenSample:
-    image: Any
-    label: Any
-
-
-class Batch(dict):
-    """A dict subclass that can be rebuilt from a dict."""
 
 
 class OddMapping(Mapping):
@@ -93,12 +81,12 @@ def test_every_container_type_is_walked_and_kept():
     tree = {
         "dict": {"a": img},
         "ordered": OrderedDict([("z", img), ("a", img)]),
-        "batch": Batch(x=img),
+        "batch": S.Batch(x=img),
         "list": [img, img],
         "tuple": (img, img),
-        "pair": Pair(img, img),
+        "pair": S.Pair(img, img),
         "sample": Sample(img, img, "n"),
-        "frozen": FrozenSample(img, img),
+        "frozen": S.FrozenSample(img, img),
     }
     out = tb.tree_to_tensor(tree)
     expected = torch.from_numpy(img.astype(np.float32))
@@ -108,15 +96,15 @@ def test_every_container_type_is_walked_and_kept():
     assert type(out["dict"]) is dict
     assert type(out["ordered"]) is OrderedDict
     assert list(out["ordered"]) == ["z", "a"]
-    assert type(out["batch"]) is Batch
+    assert type(out["batch"]) is S.Batch
     assert type(out["list"]) is list
     assert len(out["list"]) == 2
     assert type(out["tuple"]) is tuple
     assert len(out["tuple"]) == 2
-    assert type(out["pair"]) is Pair
+    assert type(out["pair"]) is S.Pair
     assert type(out["sample"]) is Sample
     assert out["sample"].name == "n"
-    assert type(out["frozen"]) is FrozenSample
+    assert type(out["frozen"]) is S.FrozenSample
 
     leaves = [
         out["dict"]["a"],
@@ -140,8 +128,8 @@ def test_every_container_type_is_walked_and_kept():
 def test_tree_to_numpy_keeps_every_container_type():
     t = torch.arange(6, dtype=torch.float64).reshape(2, 3)
     tree = [
-        OrderedDict([("b", t), ("a", (t, Pair(t, 3)))]),
-        FrozenSample(t, [t, "x"]),
+        OrderedDict([("b", t), ("a", (t, S.Pair(t, 3)))]),
+        S.FrozenSample(t, [t, "x"]),
         Sample(t, None),
     ]
     out = tb.tree_to_numpy(tree)
@@ -151,9 +139,9 @@ def test_tree_to_numpy_keeps_every_container_type():
     assert type(out[0]) is OrderedDict
     assert list(out[0]) == ["b", "a"]
     assert type(out[0]["a"]) is tuple
-    assert type(out[0]["a"][1]) is Pair
+    assert type(out[0]["a"][1]) is S.Pair
     assert out[0]["a"][1].label == 3
-    assert type(out[1]) is FrozenSample
+    assert type(out[1]) is S.FrozenSample
     assert out[1].label[1] == "x"
     assert type(out[2]) is Sample
     assert out[2].label is None
@@ -242,6 +230,15 @@ def test_a_list_of_numbers_is_a_container_not_an_array():
     assert type(out["xs"][0]) is float
     assert type(out["xs"][1]) is int
     assert out["xs"][2] is True
+
+
+def test_numpy_string_scalars_are_strings_in_trees_and_collate() -> None:
+    name, tag = np.str_("cat"), np.bytes_(b"x")
+    out = tb.tree_to_tensor({"name": name, "tag": tag, "x": np.zeros(2)})
+    assert out["name"] is name
+    assert out["tag"] is tag
+    batch = tb.collate([{"n": np.str_("a")}, {"n": np.str_("b")}])
+    assert batch["n"] == ["a", "b"]
 
 
 # ---------------------------------------------------------------------------
@@ -386,7 +383,7 @@ def test_tensor_leaves_follow_the_policy_in_tree_to_tensor():
 def test_copy_none_shares_leaves_that_need_no_change():
     f = np.arange(6, dtype=np.float32).reshape(2, 3)
     i = np.arange(4, dtype=np.int64)
-    tree = {"f": f, "nested": [Pair(i, 0)]}
+    tree = {"f": f, "nested": [S.Pair(i, 0)]}
     out = tb.tree_to_tensor(tree)
     _flip_first(f)
     assert _first(out["f"]) == 1.0
@@ -516,13 +513,16 @@ def test_dataclass_field_path():
 
 
 def test_namedtuple_field_path():
-    tree = [Pair(np.zeros(2, np.int64), 1), Pair(np.zeros(2, np.int64), np.zeros(2, np.float64))]
+    tree = [
+        S.Pair(np.zeros(2, np.int64), 1),
+        S.Pair(np.zeros(2, np.int64), np.zeros(2, np.float64)),
+    ]
     with pytest.raises(tb.CastingError, match=_path("[1].label")):
         tb.tree_to_tensor(tree, dtype=torch.int64)
 
 
 def test_frozen_dataclass_field_path():
-    tree = {"f": FrozenSample(np.zeros(2, np.float64), None)}
+    tree = {"f": S.FrozenSample(np.zeros(2, np.float64), None)}
     with pytest.raises(tb.ShareError, match=_path('["f"].image')):
         tb.tree_to_tensor(tree, copy=False)
 

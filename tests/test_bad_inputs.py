@@ -5,7 +5,7 @@ under a few option combinations. Each call either converts or raises a
 ``TensorBridgeError`` that is also a ``TypeError`` or ``ValueError``, with a
 short message; never another exception type, never a hang (an alarm ends any
 call that runs for seconds). Crash-class inputs (null or dangling pointers)
-live in test_hardening.py, in a child process.
+live in test_contract_subprocess.py, in a child process.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 
+import strategies as S
 import tensorbridge as tb
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
@@ -71,11 +72,6 @@ class Loop(list[Any]):
         return self
 
 
-class Interface:
-    def __init__(self, interface: object) -> None:
-        self.__array_interface__ = interface
-
-
 class ArrayRaising:
     def __init__(self, error: BaseException) -> None:
         self.error = error
@@ -121,36 +117,6 @@ class BrokenLen(list[Any]):
 
 def _raise(error: BaseException) -> Any:
     raise error
-
-
-class Wrapper(torch.Tensor):
-    @staticmethod
-    def __new__(cls, elem: torch.Tensor) -> Any:
-        return torch.Tensor._make_wrapper_subclass(cls, elem.shape, dtype=elem.dtype)  # type: ignore[attr-defined]
-
-    @classmethod
-    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        raise RuntimeError("a wrapper subclass that cannot run anything")
-
-
-def _self_list() -> list[Any]:
-    items: list[Any] = [1]
-    items.append(items)
-    return items
-
-
-def _deep(depth: int) -> list[Any]:
-    value: list[Any] = [1.0]
-    for _ in range(depth):
-        value = [value]
-    return value
-
-
-def _fake() -> torch.Tensor:
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    with FakeTensorMode():
-        return torch.zeros(3)
 
 
 def _misaligned() -> np.ndarray[Any, Any]:
@@ -215,11 +181,11 @@ INPUTS: dict[str, Callable[[], object]] = {
     "list mixed huge": lambda: [1.5, 2**70],
     "list of complex": lambda: [1j, 2],
     "list nan int": lambda: [float("nan"), 1],
-    "self-referencing list": _self_list,
+    "self-referencing list": lambda: S.self_referencing_list(1),
     "self-referencing dict in list": lambda: [collections.defaultdict(list)],
-    "deep 40": lambda: _deep(40),
-    "deep 100": lambda: _deep(100),
-    "deep 2000": lambda: _deep(2000),
+    "deep 40": lambda: S.deeply_nested(1.0, 40),
+    "deep 100": lambda: S.deeply_nested(1.0, 100),
+    "deep 2000": lambda: S.deeply_nested(1.0, 2000),
     "Loop list": lambda: Loop([1, 2]),
     "Loop int32": lambda: Loop([np.int32(1)]),
     "Sequence of itself": SequenceOfItself,
@@ -285,7 +251,7 @@ INPUTS: dict[str, Callable[[], object]] = {
     "sparse coo": lambda: torch.eye(2).to_sparse(),
     "sparse csr": quietly(lambda: torch.eye(2).to_sparse_csr()),
     "meta": lambda: torch.empty(2, device="meta"),
-    "nested": quietly(lambda: torch.nested.nested_tensor([torch.zeros(2), torch.zeros(3)])),
+    "nested": S.nested_tensor,
     "nested jagged": quietly(
         lambda: torch.nested.nested_tensor([torch.zeros(2), torch.zeros(3)], layout=torch.jagged)
     ),
@@ -293,8 +259,8 @@ INPUTS: dict[str, Callable[[], object]] = {
     "quint4x2": quietly(lambda: torch.quantize_per_tensor(torch.ones(2), 0.5, 0, torch.quint4x2)),
     "complex32": quietly(lambda: torch.zeros(2, dtype=torch.complex32)),
     "zero tensor": lambda: torch._efficientzerotensor(2),
-    "fake": _fake,
-    "wrapper": lambda: Wrapper(torch.zeros(2)),
+    "fake": S.fake_tensor,
+    "wrapper": lambda: S.WrapperTensor(torch.zeros(2)),
     "conj": lambda: torch.ones(2, dtype=torch.complex64).conj(),
     "neg bit": lambda: torch.ones(2, dtype=torch.complex64).conj().imag,
     "grad": lambda: torch.ones(2, requires_grad=True),
@@ -311,35 +277,35 @@ INPUTS: dict[str, Callable[[], object]] = {
     "parameter": lambda: torch.nn.Parameter(torch.ones(2)),
     "tensor subclass": lambda: torch.ones(2).as_subclass(type("Sub", (torch.Tensor,), {})),
     "inference tensor": lambda: _inference(),
-    # lying array interfaces (the null-pointer one is in test_hardening.py)
-    "interface not dict": lambda: Interface(3),
-    "interface None": lambda: Interface(None),
-    "interface empty dict": lambda: Interface({}),
-    "interface negative shape": lambda: Interface(
+    # lying array interfaces (the null-pointer one is in test_contract_subprocess.py)
+    "interface not dict": lambda: S.InterfaceObject(3),
+    "interface None": lambda: S.InterfaceObject(None),
+    "interface empty dict": lambda: S.InterfaceObject({}),
+    "interface negative shape": lambda: S.InterfaceObject(
         {"shape": (-2,), "typestr": "<f4", "data": (_VALID_BUFFER.ctypes.data, True), "version": 3}
     ),
-    "interface shape str": lambda: Interface(
+    "interface shape str": lambda: S.InterfaceObject(
         {"shape": "3", "typestr": "<f4", "data": (_VALID_BUFFER.ctypes.data, True), "version": 3}
     ),
-    "interface bad typestr": lambda: Interface(
+    "interface bad typestr": lambda: S.InterfaceObject(
         {"shape": (1,), "typestr": "?!", "data": (_VALID_BUFFER.ctypes.data, True), "version": 3}
     ),
-    "interface typestr int": lambda: Interface(
+    "interface typestr int": lambda: S.InterfaceObject(
         {"shape": (1,), "typestr": 4, "data": (_VALID_BUFFER.ctypes.data, True), "version": 3}
     ),
-    "interface data str": lambda: Interface(
+    "interface data str": lambda: S.InterfaceObject(
         {"shape": (1,), "typestr": "<f4", "data": "nope", "version": 3}
     ),
-    "interface negative pointer": lambda: Interface(
+    "interface negative pointer": lambda: S.InterfaceObject(
         {"shape": (1,), "typestr": "<f4", "data": (-8, True), "version": 3}
     ),
-    "interface bad version": lambda: Interface(
+    "interface bad version": lambda: S.InterfaceObject(
         {"shape": (1,), "typestr": "<f4", "data": (_VALID_BUFFER.ctypes.data, True), "version": 99}
     ),
-    "interface empty null": lambda: Interface(
+    "interface empty null": lambda: S.InterfaceObject(
         {"shape": (0,), "typestr": "<f4", "data": (0, True), "version": 3}
     ),
-    "interface bad strides": lambda: Interface(
+    "interface bad strides": lambda: S.InterfaceObject(
         {
             "shape": (2,),
             "typestr": "<f4",
