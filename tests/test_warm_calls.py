@@ -45,19 +45,6 @@ def _neg() -> torch.Tensor:
     return torch.tensor([1 + 2j, 3 - 4j], dtype=torch.complex64).conj().imag
 
 
-def _nested() -> torch.Tensor:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch warns that nested tensors are a prototype
-        return torch.nested.nested_tensor([torch.zeros(2), torch.zeros(3)])
-
-
-def _fake() -> torch.Tensor:
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    with FakeTensorMode():
-        return torch.zeros(3)
-
-
 def _quantized() -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch deprecates quantize_per_tensor
@@ -76,10 +63,11 @@ def _read_only() -> np.ndarray:
 
 #: name -> a builder of a fresh input (the same in both processes)
 CASES: dict[str, Callable[[], Any]] = {
-    "nested tensor": _nested,
+    "nested tensor": S.nested_tensor,
     "sparse tensor": lambda: torch.zeros(3).to_sparse(),
     "meta tensor": lambda: torch.zeros(3, device="meta"),
-    "fake tensor": _fake,
+    "fake tensor": S.fake_tensor,
+    "wrapper tensor": lambda: S.WrapperTensor(torch.zeros(3)),
     "zero tensor": lambda: torch._efficientzerotensor(3),
     "freed float32 view": lambda: _freed(True, torch.float32),
     "freed float64 base": lambda: _freed(False, torch.float64),
