@@ -49,7 +49,6 @@ from ._dtypes import (
     torch_casts_exactly,
 )
 from ._errors import InvalidArgumentError, UnsupportedDtypeError, short_repr
-from ._threads import PARALLEL_BYTES
 
 __all__ = [
     "CPU",
@@ -411,7 +410,7 @@ def make_plan(
         _bus(source, target, here, there),
         _kernel(source, target),
         _numpy_below(source, target),
-        _huge_from(source, target),
+        _huge_from(target),
         numpy_casts_quietly(source, target),
         source.numpy is not None
         and target.numpy is not None
@@ -461,25 +460,41 @@ def _bus(source: DType, target: DType, here: torch.device, there: torch.device |
 
 
 # Where NumPy's astype stops being the faster kernel, for the pairs torch's
-# kernel may cast, by source item size (elements, at two torch threads; scaled
-# by 2 / torch.get_num_threads() when the cast runs). astype costs about 0.3 us
-# a call before its first element, torch's .to(dtype=) about 1.3 us, and below
-# torch's grain size (32,768) its kernel runs on one thread. Measured on this
-# project's 2-core machine as the size where both take equal time
-# (benchmarks/bench.py --only crossover; docs/benchmarks.md).
-_NUMPY_BELOW: Final = {1: 81920, 2: 98304, 4: 49152, 8: 40960}
+# kernel may cast, by kind ("i" for bool and integer sources, "f" for floating
+# and complex ones) and source item size: elements, at two torch threads
+# (scaled by 2 / torch.get_num_threads() above torch's grain size, 32,768,
+# below which its kernel runs on one thread). astype costs about 0.3 us a call
+# before its first element, torch's .to(dtype=) about 1.3 us; integer sources
+# need no floating-point error state, floating ones a switch of 0.2 us.
+# Measured on this project's 2-core machine as the size where both take equal
+# time: python benchmarks/crossover.py (docs/benchmarks.md).
+_NUMPY_BELOW: Final = {
+    ("i", 1): 81920,
+    ("i", 2): 98304,
+    ("i", 4): 49152,
+    ("i", 8): 40960,
+    ("f", 4): 24576,
+    ("f", 8): 24576,
+    ("f", 16): 24576,
+}
+#: torch's casts write into huge-page memory from NumPy's allocator from this
+#: many result bytes. Below it glibc reuses freed memory for the next result of
+#: the same size, so torch's own allocation is as fast; from 32 MB (glibc's
+#: largest mmap threshold) every result is fresh pages, whose faults cost more
+#: than the cast (16M float64 to float32: 21 ms through torch's allocator, 8 ms
+#: into huge pages). Measured by benchmarks/crossover.py.
+_HUGE_FROM_BYTES: Final = 32 << 20
 
 
 def _numpy_below(source: DType, target: DType) -> int:
     if not (source.numpy_builtin and target.numpy_builtin and torch_casts_exactly(source, target)):
         return 0
-    return _NUMPY_BELOW.get(source.itemsize, 0)
+    return _NUMPY_BELOW.get(("i" if source.kind in "biu" else "f", source.itemsize), 0)
 
 
-def _huge_from(source: DType, target: DType) -> int:
+def _huge_from(target: DType) -> int:
     """From how many elements a torch cast's result goes into huge-page memory."""
-    del source
-    return PARALLEL_BYTES // target.itemsize
+    return _HUGE_FROM_BYTES // target.itemsize
 
 
 # --------------------------------------------------------------------------- #
