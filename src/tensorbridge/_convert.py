@@ -223,19 +223,17 @@ def _numpy_faster(size: int, plan: Plan) -> bool:
 def host_copy(array: npt.NDArray[Any], plan: Plan) -> torch.Tensor:
     """New host memory holding ``array``'s values as the plan's target, as a tensor."""
     kernel, target = plan.kernel, plan.target
-    if kernel == "torch-only":
+    if kernel == "torch":
+        size = array.size
+        if not _numpy_faster(size, plan) and array.flags.writeable and torch_threads_safe(size):
+            try:
+                source = from_numpy(array)  # refuses other byte orders, strides and bit views
+            except (TypeError, ValueError):
+                pass
+            else:
+                return torch_cast(source, target, size >= plan.huge_from)
+    elif kernel == "torch-only":
         return torch_only_cast(array, plan.source, target)
-    size = array.size
-    if (
-        kernel == "torch"
-        and not _numpy_faster(size, plan)
-        and array.flags.writeable
-        and array.dtype.isnative
-        and torch_threads_safe(size)
-    ):
-        shareable = shareable_strides(array)
-        if shareable is not None:
-            return torch_cast(share_ndarray(shareable, plan.source), target, size >= plan.huge_from)
     return share_ndarray(numpy_cast(array, target, quiet=plan.quiet, direct=plan.direct), target)
 
 

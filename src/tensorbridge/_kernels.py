@@ -298,8 +298,14 @@ def torch_cast(tensor: torch.Tensor, target: DType, huge: bool) -> torch.Tensor:
     ``torch.from_numpy``, such a tensor cannot be ``resize_()``d. Casts that
     autograd records, tensor subclasses and negative views take ``Tensor.to``,
     which keeps the graph and the subclass.
+
+    (The common case comes first, in as few steps as can be: each step of
+    Python between two parallel kernels lets torch's worker threads fall
+    asleep, and waking them costs more than the step.)
     """
     assert target.torch is not None
+    if not huge and tensor.is_contiguous() and (target.kind == "c" or not tensor.is_complex()):
+        return tensor.to(dtype=target.torch, memory_format=_CONTIGUOUS, copy=True)
     strides = None if tensor.is_contiguous() else copy_strides(tensor.shape, tensor.stride())
     if tensor.is_complex() and target.kind != "c":
         tensor = tensor.real  # a view, without torch's complex-to-real warning
