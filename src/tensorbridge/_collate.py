@@ -31,9 +31,11 @@ from . import _threads
 from ._compat import (
     from_numpy,
     ignore_fp_errors,
+    is_list,
     is_mapping,
     is_masked,
     is_ndarray,
+    is_numpy_scalar,
     is_sequence,
     restore_fp_errors,
     shape_of,
@@ -132,9 +134,13 @@ def collate(
     if options.copy is False:
         raise ShareError(f"cannot share memory: {_NEW_MEMORY}; pass copy=None")
     column = _sample_list(samples)
+    device = options.device
     try:
-        with batch_transfer(options.device, options.non_blocking):
+        if device is None or device.type != "cuda":
             batch = _collate(column, options, (), dtypes)
+        else:  # every host leaf crosses the bus in one copy with the others
+            with batch_transfer(device, options.non_blocking):
+                batch = _collate(column, options, (), dtypes)
     except RecursionError:
         # A sample that contains itself, or one nested deeper than the stack allows.
         trees = [(f"collate: in sample {index}, ", sample) for index, sample in enumerate(column)]
@@ -146,6 +152,10 @@ def collate(
 def _sample_list(samples: object) -> list[Any]:
     # Typed as object: callers without a type checker may pass anything. An
     # ndarray's rows are samples too, as default_collate indexes any batch.
+    if is_list(samples):  # what a DataLoader hands over
+        if not samples:
+            raise InvalidArgumentError("collate received no samples; a batch needs at least one")
+        return samples
     if is_ndarray(samples) and samples.ndim > 0:
         return list(samples)
     if isinstance(samples, (str, bytes)) or not is_sequence(samples):
@@ -281,24 +291,39 @@ def _same_kind(column: list[Any], path: _Path) -> list[Any]:
 # --------------------------------------------------------------------------- #
 
 
+_PYTHON_DTYPES: Final = {
+    bool: np.dtype(np.bool_),
+    float: np.dtype(np.float64),
+    complex: np.dtype(np.complex128),
+}
+
+
 def _stack_host(column: list[Any], options: Options, uniform: bool) -> torch.Tensor:
-    """A column of arrays, NumPy scalars or Python numbers, stacked by NumPy."""
-    if is_masked(column[0]) or not uniform:  # (one type in every sample: the first's)
+    """A column of arrays, NumPy scalars or Python numbers, stacked by one ``np.array``."""
+    first = column[0]
+    if is_masked(first) or not uniform:  # (one type in every sample: the first's)
         column = [unmask(each) if is_masked(each) else each for each in column]
-    if not is_ndarray(column[0]):
+    if is_ndarray(first):
         try:
-            numbers = np.array(column)
+            source = np.result_type(*column)
+        except (TypeError, ValueError) as error:
+            raise _unstackable(column, error) from None
+        if source != first.dtype:
+            _check_promotion(column, from_numpy_dtype(source), options)
+    elif uniform and is_numpy_scalar(first):
+        source = np.asarray(first).dtype
+    elif uniform and type(first) in _PYTHON_DTYPES:
+        source = _PYTHON_DTYPES[type(first)]  # bool, float64, complex128 (contract 3)
+    else:
+        # Python ints (int64 first, so that a cast rounds once, as astype does) and
+        # mixes of NumPy scalars and Python numbers, which NumPy promotes.
+        try:
+            numbers = np.array(column, dtype=np.int64 if type(first) is int and uniform else None)
         except (ValueError, TypeError, OverflowError) as error:
             raise _unstackable(column, error) from None
         return array_to_tensor(
             checked_numbers(numbers, column, "collate"), options, _NEW_MEMORY, True
         )
-    try:
-        source = np.result_type(*column)
-    except (TypeError, ValueError) as error:
-        raise _unstackable(column, error) from None
-    if source != column[0].dtype:
-        _check_promotion(column, from_numpy_dtype(source), options)
     device = options.device
     moves_to = None if device is None or device.type == "cpu" else device
     plan = options.memo.array_plan(source, options.casting, moves_to)
@@ -346,12 +371,13 @@ def _write_batch(
     one is written sample by sample into its slots, across threads.
     """
     carried = plan.bus if moves_to is not None else plan.target
-    shape = (len(column), *column[0].shape)
-    if any(sample.shape != shape[1:] for sample in column):
-        raise _unstackable(column, ValueError("shapes differ"))
+    shape = (len(column), *getattr(column[0], "shape", ()))
     stacked = None
     if carried.numpy is not None and math.prod(shape) * carried.itemsize < _threads.PARALLEL_BYTES:
-        stacked = _stacked(column, carried)
+        try:
+            stacked = _stacked(column, carried)  # NumPy finds samples that do not match
+        except (ValueError, TypeError, OverflowError) as error:
+            raise _unstackable(column, error) from None
         if moves_to is None and not options.pin_memory and not _in_worker():
             return share_ndarray(stacked, carried)
     placed = None
@@ -361,6 +387,8 @@ def _write_batch(
     out = placed[0] if placed is not None else _new_batch(shape, carried, options)
     if stacked is not None:
         np.copyto(share_tensor(out, carried), stacked)
+    elif any(sample.shape != shape[1:] for sample in column):  # slot copies would broadcast
+        raise _unstackable(column, ValueError("shapes differ"))
     else:
         _fill_batch(out, column, plan, carried)
     if moves_to is None:
@@ -474,6 +502,8 @@ def _stack_tensors(column: list[torch.Tensor], options: Options) -> torch.Tensor
         stacked = _mixed_stack(column)
     if stacked.dtype != first.dtype:
         _check_tensor_promotion(column, stacked, options)
+    elif plan.kernel == "none" and moves_to is None and not options.pin_memory:
+        return stacked  # (the stack's own result: no second look)
     return tensor_to_tensor(stacked, options, _NEW_MEMORY)
 
 

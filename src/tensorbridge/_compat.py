@@ -27,9 +27,11 @@ __all__ = [
     "from_numpy",
     "ignore_fp_errors",
     "in_functorch_transform",
+    "is_list",
     "is_mapping",
     "is_masked",
     "is_ndarray",
+    "is_numpy_scalar",
     "is_sequence",
     "is_tuple",
     "is_zerotensor",
@@ -116,6 +118,15 @@ def shape_of(value: object) -> tuple[int, ...]:
 
 def is_ndarray(value: object) -> TypeIs[npt.NDArray[Any]]:
     return isinstance(value, np.ndarray)
+
+
+def is_list(value: object) -> TypeIs[list[Any]]:
+    """A list itself, not a subclass (what a DataLoader hands ``collate``)."""
+    return type(value) is list
+
+
+def is_numpy_scalar(value: object) -> TypeIs[np.generic[Any]]:
+    return isinstance(value, np.generic)
 
 
 def is_masked(value: object) -> TypeIs[np.ma.MaskedArray[Any, Any]]:

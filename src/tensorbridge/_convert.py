@@ -444,9 +444,14 @@ def to_numpy(
                 if data.untyped_storage().data_ptr():
                     if plan.blocker is None:
                         if copy is None or copy is False:
-                            if data.requires_grad:  # read-only: NumPy must not bypass autograd
+                            if not data.requires_grad:
+                                return data.numpy()
+                            # Read-only: NumPy writes must not bypass autograd.
+                            if plan.source.bits_torch is not None:
                                 return share_tensor(data.detach(), plan.source, sealed=True)
-                            return data.numpy()
+                            array = data.detach().numpy()
+                            array.setflags(write=False)  # for good: its base is a tensor
+                            return array
                     elif (copy is None or copy is True) and data.is_cpu:
                         return host_array(data.detach() if data.requires_grad else data, plan)
             except (RuntimeError, TypeError):

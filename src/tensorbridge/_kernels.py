@@ -174,11 +174,11 @@ def share_tensor(tensor: torch.Tensor, dtype: DType, *, sealed: bool = False) ->
         assert dtype.numpy is not None
         bits = tensor.view(dtype.bits_torch).numpy()
         if sealed:
-            bits.flags.writeable = False
+            bits.setflags(write=False)
         return view(bits, dtype.numpy)
     array = tensor.numpy()
     if sealed:
-        array.flags.writeable = False
+        array.setflags(write=False)
     return array
 
 

@@ -353,10 +353,19 @@ def leaf_options(
     dtype: object, make: Callable[[object], Options]
 ) -> tuple[Options, LeafOptions | None]:
     """The options of ``dtype``, and of each per-leaf dtype when it is a mapping."""
-    if not isinstance(dtype, Mapping):
+    if not _per_leaf(dtype):
         return make(dtype), None
     default = make(FLOAT32)
     return default, LeafOptions.build(default, cast("Mapping[object, object]", dtype), make)
+
+
+# Dtype arguments that are never per-leaf mappings, tested first: an isinstance test
+# against the Mapping ABC costs more than the rest of a small tree's conversion.
+_NOT_MAPPINGS: Final = (DtypePolicy, str, torch.dtype, np.dtype, type)
+
+
+def _per_leaf(dtype: object) -> bool:
+    return not isinstance(dtype, _NOT_MAPPINGS) and isinstance(dtype, Mapping)
 
 
 def check_used(dtypes: LeafOptions | None, function: str, tree: object) -> None:
