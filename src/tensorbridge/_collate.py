@@ -29,6 +29,7 @@ from torch.utils.data import get_worker_info
 
 from . import _threads
 from ._compat import (
+    dtype_of,
     from_numpy,
     ignore_fp_errors,
     is_list,
@@ -311,7 +312,7 @@ def _stack_host(column: list[Any], options: Options, uniform: bool) -> torch.Ten
         if source != first.dtype:
             _check_promotion(column, from_numpy_dtype(source), options)
     elif uniform and is_numpy_scalar(first):
-        source = np.asarray(first).dtype
+        source = dtype_of(first)
     elif uniform and type(first) in _PYTHON_DTYPES:
         source = _PYTHON_DTYPES[type(first)]  # bool, float64, complex128 (contract 3)
     else:

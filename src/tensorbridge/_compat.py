@@ -23,6 +23,7 @@ __all__ = [
     "NUMPY_MAJOR",
     "base_of",
     "dispatches_to_python",
+    "dtype_of",
     "dtype_str",
     "from_numpy",
     "ignore_fp_errors",
@@ -118,6 +119,12 @@ def shape_of(value: object) -> tuple[int, ...]:
 
 def is_ndarray(value: object) -> TypeIs[npt.NDArray[Any]]:
     return isinstance(value, np.ndarray)
+
+
+def dtype_of(value: object) -> np.dtype[Any]:
+    """The dtype of an array or a NumPy scalar (its stubs leave a scalar's unknown)."""
+    holder: Any = value
+    return cast("np.dtype[Any]", holder.dtype)
 
 
 def is_list(value: object) -> TypeIs[list[Any]]:
