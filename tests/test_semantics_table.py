@@ -83,6 +83,13 @@ def _float32_without_cuda() -> np.ndarray:
     return np.zeros(4, np.float32)
 
 
+def _freed_tensor() -> torch.Tensor:
+    base = torch.zeros(8)
+    view = base[2:6]
+    base.untyped_storage().resize_(0)  # as FSDP frees a sharded parameter
+    return view
+
+
 def _grad_tensor() -> torch.Tensor:
     return torch.zeros(4, requires_grad=True)
 
@@ -173,6 +180,14 @@ INPUTS: dict[str, list[Callable[[], object]]] = {
         lambda: np.zeros(6, np.float32)[::2],
     ],
     "field of a structured array (stride not a multiple of the item size)": [_structured_field],
+    "view whose only odd stride is on a size-1 axis (`a[:, None]`)": [
+        lambda: np.zeros(4, np.float32)[:, None],
+        lambda: np.lib.stride_tricks.as_strided(np.zeros(4, np.float32), (4, 1), (4, 3)),
+    ],
+    "list of equal-shaped float32 ndarrays (stacked)": [
+        lambda: [np.zeros(2, np.float32), np.zeros(2, np.float32)]
+    ],
+    "tensor whose storage was freed (`untyped_storage().resize_(0)`)": [_freed_tensor],
     "masked array without masked elements": [lambda: np.ma.masked_array(np.zeros(4, np.float32))],
     "Python list, Python scalar, NumPy scalar": [
         lambda: [0.0, 0.0],
