@@ -301,6 +301,17 @@ def test_tensor_input_copy_true_is_cloned():
     assert_independent(t, out)
 
 
+@pytest.mark.filterwarnings("ignore:.*quantize.*:UserWarning")  # torch deprecates them
+def test_quantized_tensor_copy_true_under_preserve_is_a_quantized_clone():
+    # PRESERVE keeps every dtype, quantized ones too: copy=True clones, never dequantizes.
+    q = torch.quantize_per_tensor(torch.tensor([0.5, 1.0, 1.5]), 0.5, 0, torch.qint8)
+    out = tb.to_tensor(q, dtype=tb.PRESERVE, copy=True)
+    assert out.dtype == torch.qint8
+    assert out.int_repr().tolist() == q.int_repr().tolist()
+    assert out.int_repr().data_ptr() != q.int_repr().data_ptr()
+    assert tb.to_tensor(q, dtype=tb.PRESERVE) is q
+
+
 def test_tensor_input_dtype_change_copies():
     t = torch.arange(10, dtype=torch.float64)
     out = tb.to_tensor(t)

@@ -398,8 +398,8 @@ def make_plan(
     if to_numpy and target.numpy is None:
         raise no_numpy_dtype(target, source)
     check_cast(source, target, casting, memo.policy)
-    if source.kind == "q":
-        # Quantized tensors dequantize to float32, whose plan does the rest.
+    if source.kind == "q" and target is not source:
+        # Quantized tensors cast by dequantizing to float32, whose plan does the rest.
         after = make_plan(memo, from_torch_dtype(torch.float32), kind, casting, here, there)
         reason = _reason(source, target, memo, there, here)
         return Plan(source, target, reason, after.bus, "dequantize", 0, 0, False, False, after)
