@@ -9,6 +9,7 @@ the leaf path and both shapes.
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -257,6 +258,30 @@ def test_collate_complex_to_real_is_quiet_and_keeps_the_real_part() -> None:
     samples = [torch.tensor([1 + 2j, 3 - 4j]), torch.tensor([5 + 0j, -1j])]
     batch = tb.collate(samples, dtype=torch.float32, casting="unsafe")
     assert batch.tolist() == [[1.0, 3.0], [5.0, 0.0]]
+
+
+@pytest.mark.parametrize(
+    ("kind", "rows"),  # 2 rows: one np.array call; 300_000: slot copies across threads
+    [("arrays", 2), ("arrays", 300_000), ("numpy scalars", 1), ("python numbers", 1)],
+)
+def test_collate_host_complex_to_real_keeps_the_real_part_quietly(kind: str, rows: int) -> None:
+    values = [1 + 2j, 3 - 4j, -5 + 0j, 0.5 - 1j]
+    if kind == "arrays":
+        samples: list[object] = [np.full(rows, value, np.complex64) for value in values]
+        expected = np.stack([np.full(rows, value.real, np.float32) for value in values])
+    elif kind == "numpy scalars":
+        samples = [np.complex128(value) for value in values]
+        expected = np.array([value.real for value in values], np.float32)
+    else:
+        samples = list(values)
+        expected = np.array([value.real for value in values], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # NumPy's ComplexWarning would be an error here
+        batch = tb.collate(samples, dtype=torch.float32, casting="unsafe")
+    assert batch.dtype == torch.float32
+    np.testing.assert_array_equal(batch.numpy(), expected)
+    with pytest.raises(tb.CastingError):
+        tb.collate(samples, dtype=torch.float32)  # same_kind refuses it
 
 
 def test_collate_refuses_sparse_tensors() -> None:

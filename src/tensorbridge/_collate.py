@@ -376,7 +376,7 @@ def _write_batch(
     stacked = None
     if carried.numpy is not None and math.prod(shape) * carried.itemsize < _threads.PARALLEL_BYTES:
         try:
-            stacked = _stacked(column, carried)  # NumPy finds samples that do not match
+            stacked = _stacked(column, plan.source, carried)  # NumPy finds samples that differ
         except (ValueError, TypeError, OverflowError) as error:
             raise _unstackable(column, error) from None
         if moves_to is None and not options.pin_memory and not _in_worker():
@@ -400,8 +400,14 @@ def _write_batch(
     return moved if moved.dtype == plan.target.torch else device_cast(moved, plan)
 
 
-def _stacked(column: list[Any], carried: DType) -> npt.NDArray[Any]:
-    """One ``np.array`` call: the samples stacked straight into ``carried``, NumPy's values."""
+def _stacked(column: list[Any], source: DType, carried: DType) -> npt.NDArray[Any]:
+    """One ``np.array`` call: the samples stacked straight into ``carried``, NumPy's values.
+
+    Quiet, as ``cast_into`` is: a complex-to-real cast keeps the real parts
+    without NumPy's ``ComplexWarning`` (``casting`` allowed it already).
+    """
+    if source.kind == "c" and carried.kind != "c":
+        column = [each.real for each in column]
     token = ignore_fp_errors()
     try:
         return np.array(column, dtype=carried.numpy)
