@@ -12,6 +12,7 @@ or ``RuntimeError``).
 from __future__ import annotations
 
 import functools
+import sys
 from collections import OrderedDict, UserDict, UserList, defaultdict
 from typing import Any
 
@@ -327,6 +328,21 @@ def test_tree_with_a_dict_cycle_raises_naming_the_path(convert):
 def test_tree_with_a_list_cycle_raises_naming_the_path(convert):
     with pytest.raises(tb.InvalidInputError, match=r"batch\[1\] is batch itself.*cycle"):
         convert(_list_cycle())
+
+
+@pytest.mark.parametrize("convert", [tb.tree_to_tensor, tb.tree_to_numpy])
+def test_a_cycle_is_named_wherever_the_stack_runs_out(convert):
+    # Each level of the walk takes a few frames and converting the leaf a few more,
+    # so over a run of recursion limits the stack runs out at every point of a
+    # level, inside the leaf's conversion too; every one must name the cycle.
+    limit = sys.getrecursionlimit()
+    try:
+        for extra in range(60):
+            sys.setrecursionlimit(limit + extra)
+            with pytest.raises(tb.InvalidInputError, match=r"batch\[1\] is batch itself"):
+                convert(_list_cycle())
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def test_collate_of_samples_with_a_cycle_raises():

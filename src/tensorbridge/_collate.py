@@ -545,7 +545,7 @@ def _numpy_stack(column: list[torch.Tensor]) -> torch.Tensor:
         for each in column
     ]
     dtype = from_numpy_dtype(np.result_type(*arrays))
-    return share_ndarray(_stacked(arrays, dtype), dtype)
+    return share_ndarray(_stacked(arrays, dtype, dtype), dtype)
 
 
 def _check_tensor_promotion(

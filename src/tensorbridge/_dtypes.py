@@ -768,6 +768,7 @@ def numpy_casts_directly(source: np.dtype[Any], target: np.dtype[Any]) -> bool:
     ml_dtypes pairs that have no cast between them)."""
     if source.kind == "c" and target.kind != "c":
         return False
-    return bool(source.isbuiltin and target.isbuiltin) or bool(
+    # isbuiltin is 1 for NumPy's own dtypes, 2 for user-defined ones (ml_dtypes).
+    return (source.isbuiltin == 1 and target.isbuiltin == 1) or bool(
         np.can_cast(source, target, "unsafe")
     )

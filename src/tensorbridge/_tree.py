@@ -276,6 +276,10 @@ def walk_tree(
         return walk(tree, leaf, dtypes, per_leaf)
     except _LeafFailure as failure:
         error = failure.error
+        if isinstance(error.__context__, RecursionError):
+            # The stack ran out inside a leaf's conversion, which reports it as bad
+            # input; it is the walk's depth (a cycle, or deep nesting) that did it.
+            raise recursion_error([("", tree)]) from None
         path = format_path(tuple(reversed(failure.reversed_path)))
         raise type(error)(f"{path}: {error}") from error
     except RecursionError:
