@@ -144,43 +144,33 @@ def to_tensor(
     """
     # The fast path: the plan of an ndarray or a tensor that stays where it is, one
     # look-up in the memo of the dtype argument; every other call checks its options.
-    if type(data) is _ndarray:
-        plans = (
-            _FLOAT32_ARRAYS
-            if dtype is FLOAT32
-            else _PRESERVE_ARRAYS
-            if dtype is PRESERVE
-            else _arrays_of(dtype)
-        )
-        plan = plans.get(data.dtype)
-        if (
-            plan is not None
-            and device is None
-            and casting == "same_kind"
-            and pin_memory is False
-            and non_blocking is False
-        ):
-            if plan.blocker is None:
+    if device is None and casting == "same_kind" and pin_memory is False and non_blocking is False:
+        if type(data) is _ndarray:
+            plans = (
+                _FLOAT32_ARRAYS
+                if dtype is FLOAT32
+                else _PRESERVE_ARRAYS
+                if dtype is PRESERVE
+                else _arrays_of(dtype)
+            )
+            plan = plans.get(data.dtype)
+            if plan is not None and plan.blocker is None:
                 if (copy is None or copy is False) and data.flags.writeable:
                     try:
                         return from_numpy(data)
                     except (ValueError, TypeError):
                         pass  # strides torch refuses, or a bit view: the general path
-            elif copy is None or copy is True:
+            elif plan is not None and (copy is None or copy is True):
                 return host_copy(data, plan)
-    elif (
-        type(data) is _Tensor
-        and device is None
-        and copy is None
-        and casting == "same_kind"
-        and pin_memory is False
-        and non_blocking is False
-    ):
-        memo = (
-            _FLOAT32 if dtype is FLOAT32 else _PRESERVE if dtype is PRESERVE else remembered(dtype)
-        )
-        if memo is not None:
-            plan = memo.tensors.get(data.dtype)
+        elif type(data) is _Tensor and copy is None:
+            memo = (
+                _FLOAT32
+                if dtype is FLOAT32
+                else _PRESERVE
+                if dtype is PRESERVE
+                else remembered(dtype)
+            )
+            plan = None if memo is None else memo.tensors.get(data.dtype)
             if (
                 plan is not None
                 and plan.blocker is None
