@@ -1,8 +1,9 @@
 """The built API reference reads well: docstring examples are code blocks, not prose.
 
-Builds the site once with ``mkdocs build --strict`` (skipped where mkdocs is not
-installed, as in the NumPy 1.26 CI run, which installs only the ``test`` extra) and
-parses ``api/index.html`` with the standard library's HTML parser.
+Builds the site once with ``mkdocs build --strict`` and parses ``api/index.html``
+with the standard library's HTML parser. The ``test`` extra installs mkdocs (it
+brings the ``docs`` extra), so these run under the README's test command; they
+skip only where mkdocs is missing.
 """
 
 from __future__ import annotations
