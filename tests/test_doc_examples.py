@@ -105,7 +105,7 @@ def outcomes(
 
 
 def test_the_pages_have_examples() -> None:
-    assert len(BLOCKS) >= 20
+    assert len(BLOCKS) >= 24
     assert {block.page for block in BLOCKS} >= {"README.md", "docs/getting-started.md"}
 
 
