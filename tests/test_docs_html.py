@@ -1,8 +1,9 @@
 """The built API reference reads well: docstring examples are code blocks, not prose.
 
-Builds the site once with ``mkdocs build --strict`` (skipped where mkdocs is not
-installed, as in the NumPy 1.26 CI run, which installs only the ``test`` extra) and
-parses ``api/index.html`` with the standard library's HTML parser.
+Builds the site once with ``mkdocs build --strict`` and parses ``api/index.html``
+with the standard library's HTML parser. The ``test`` extra installs mkdocs (it
+brings the ``docs`` extra), so these run under the README's test command; they
+skip only where mkdocs is missing.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class _Page(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.open: list[str] = []
         self.code: list[str] = []
+        self.blocks: list[str] = []  # the text of each <pre>
         self.prose: list[str] = []
         self.blockquotes = 0
         self.section_rows: list[tuple[str, int]] = []  # ("Returns:", rows) per section
@@ -42,6 +44,8 @@ class _Page(HTMLParser):
         if tag in {"br", "img", "hr", "input", "meta", "link"}:
             return
         self.open.append(tag)
+        if tag == "pre":
+            self.blocks.append("")
         classes = (dict(attrs).get("class") or "").split()
         if tag == "blockquote":
             self.blockquotes += 1
@@ -65,6 +69,7 @@ class _Page(HTMLParser):
             self.section_rows[-1] = (title + data, rows)
         if "pre" in self.open:
             self.code.append(data)
+            self.blocks[-1] += data
         elif any(tag in self.open for tag in ("p", "blockquote", "li", "td")):
             self.prose.append(data)
 
@@ -124,3 +129,12 @@ def test_returns_is_one_row_per_function(api_page: _Page) -> None:
     returns = [rows for title, rows in api_page.section_rows if title.strip() == "Returns:"]
     assert len(returns) >= 5
     assert all(rows == 1 for rows in returns), returns
+
+
+def test_signatures_are_wrapped_and_name_public_types(api_page: _Page) -> None:
+    # mkdocs.yml: separate_signature, line_length 60 (formatted by ruff or black).
+    signatures = [block for block in api_page.blocks if re.match(r"[A-Za-z_]\w*\(", block)]
+    assert len(signatures) >= len(DOCUMENTED) - 2  # FLOAT32 and PRESERVE have none
+    for signature in signatures:
+        assert max(len(line) for line in signature.splitlines()) <= 64, signature
+        assert not re.search(r"\b_[A-Z]\w*", signature), signature  # no private TypeVar

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 
@@ -54,6 +55,14 @@ def test_report_rows_match_real_behaviour() -> None:
     assert "UnsupportedDtypeError" in lines["longdouble"]
     assert "copies -> np.float32" in lines["torch.float64"]
     assert "copies -> np.complex64" in lines["torch.complex32"]
+
+
+def test_ml_dtypes_types_are_named_by_their_module() -> None:
+    pytest.importorskip("ml_dtypes")
+    lines = {line.split()[0]: line for line in _report().splitlines() if line.startswith("  ")}
+    assert "shares -> ml_dtypes.bfloat16" in lines["torch.bfloat16"]
+    assert "shares -> ml_dtypes.float8_e4m3fn" in lines["torch.float8_e4m3fn"]
+    assert "np.bfloat16" not in _report("--all")
 
 
 def test_report_has_a_verdict_per_section_and_all_are_ok() -> None:

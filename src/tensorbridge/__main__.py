@@ -45,6 +45,11 @@ def _common(record: DType) -> bool:
     return record.kind != "x" and not _SUB_BYTE.search(record.name)
 
 
+def _numpy_name(dtype: np.dtype[Any]) -> str:
+    """A NumPy dtype as code spells it: ``np.float32``, ``ml_dtypes.bfloat16``."""
+    return f"{'ml_dtypes' if dtype.type.__module__ == 'ml_dtypes' else 'np'}.{dtype}"
+
+
 def _outcome(convert: Callable[[], npt.NDArray[Any] | torch.Tensor], source: object) -> str:
     """What a conversion did: "shares -> torch.float32", "copies -> np.float32" or the error."""
     try:
@@ -55,17 +60,19 @@ def _outcome(convert: Callable[[], npt.NDArray[Any] | torch.Tensor], source: obj
     shared = shares_memory(cast("npt.NDArray[Any] | torch.Tensor", source), result)
     verb = "shares" if shared else "copies"
     dtype: object = result.dtype
-    name = str(dtype) if isinstance(dtype, torch.dtype) else f"np.{dtype}"
+    name = _numpy_name(dtype) if isinstance(dtype, np.dtype) else str(dtype)
     return f"{verb} -> {name}"
 
 
 def _promised(record: DType, policy: DtypePolicy, target_side: str) -> str:
     """The documented result for a small, writable, native array of ``record``."""
     result = apply_policy(policy, record)
-    available = result.torch if target_side == "torch" else result.numpy
-    if available is None:
+    if target_side == "torch":
+        name = None if result.torch is None else str(result.torch)
+    else:
+        name = None if result.numpy is None else _numpy_name(result.numpy)
+    if name is None:
         return "UnsupportedDtypeError"
-    name = str(result.torch) if target_side == "torch" else f"np.{result.numpy}"
     return f"{'shares' if result is record else 'copies'} -> {name}"
 
 

@@ -63,7 +63,7 @@ __all__ = [
     "to_tensor",
 ]
 
-_S = TypeVar("_S", bound=np.generic)
+ScalarT = TypeVar("ScalarT", bound=np.generic)
 
 _Tensor: Final = torch.Tensor
 _ndarray: Final = np.ndarray
@@ -398,10 +398,10 @@ def to_numpy(
     data: object,
     /,
     *,
-    dtype: type[_S] | np.dtype[_S],
+    dtype: type[ScalarT] | np.dtype[ScalarT],
     copy: bool | None = None,
     casting: Casting = "same_kind",
-) -> npt.NDArray[_S]: ...
+) -> npt.NDArray[ScalarT]: ...
 
 
 @overload

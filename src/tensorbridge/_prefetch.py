@@ -35,13 +35,13 @@ if TYPE_CHECKING:
 
 __all__ = ["Prefetcher", "prefetch"]
 
-_T = TypeVar("_T")
-_K = TypeVar("_K")
+BatchT = TypeVar("BatchT")
+KeyT = TypeVar("KeyT")
 
 Convert = Callable[[object], object]
 
 
-class Prefetcher(Generic[_T]):
+class Prefetcher(Generic[BatchT]):
     """The iterable ``prefetch`` returns: each ``iter()`` starts a new pass over the source.
 
     ``len()`` is the source's length, and raises ``TypeError`` when the source
@@ -58,12 +58,12 @@ class Prefetcher(Generic[_T]):
         self._device = device
         self._depth = depth
 
-    def __iter__(self) -> Iterator[_T]:
+    def __iter__(self) -> Iterator[BatchT]:
         if self._device is not None and self._device.type == "cuda":
             passed = _cuda_pass(self._batches, self._convert, self._device, self._depth)
         else:
             passed = _plain_pass(self._batches, self._convert)
-        return cast("Iterator[_T]", passed)
+        return cast("Iterator[BatchT]", passed)
 
     def __len__(self) -> int:
         if not isinstance(self._batches, Sized):
@@ -189,7 +189,7 @@ def _tensors(tree: object, path: frozenset[int] = frozenset()) -> Iterator[torch
 
 @overload
 def prefetch(
-    batches: DataLoader[dict[_K, Any]],
+    batches: DataLoader[dict[KeyT, Any]],
     /,
     *,
     device: str | torch.device | int | None,
@@ -198,7 +198,7 @@ def prefetch(
     casting: Casting = ...,
     pin_memory: bool = ...,
     depth: int = ...,
-) -> Prefetcher[dict[_K, torch.Tensor]]: ...
+) -> Prefetcher[dict[KeyT, torch.Tensor]]: ...
 @overload
 def prefetch(
     batches: Iterable[npt.NDArray[Any]] | Iterable[torch.Tensor],
@@ -213,7 +213,7 @@ def prefetch(
 ) -> Prefetcher[torch.Tensor]: ...
 @overload
 def prefetch(
-    batches: Iterable[dict[_K, npt.NDArray[Any]]] | Iterable[dict[_K, torch.Tensor]],
+    batches: Iterable[dict[KeyT, npt.NDArray[Any]]] | Iterable[dict[KeyT, torch.Tensor]],
     /,
     *,
     device: str | torch.device | int | None,
@@ -222,7 +222,7 @@ def prefetch(
     casting: Casting = ...,
     pin_memory: bool = ...,
     depth: int = ...,
-) -> Prefetcher[dict[_K, torch.Tensor]]: ...
+) -> Prefetcher[dict[KeyT, torch.Tensor]]: ...
 @overload
 def prefetch(
     batches: Iterable[list[npt.NDArray[Any]]] | Iterable[list[torch.Tensor]],

@@ -43,7 +43,7 @@ __all__ = [
     "tree_to_tensor",
 ]
 
-_K = TypeVar("_K")
+KeyT = TypeVar("KeyT")
 
 #: A leaf conversion; its parameter is Any because the walk hands it an ndarray,
 #: a NumPy scalar or a tensor as isinstance narrowed it.
@@ -463,7 +463,7 @@ def tree_to_tensor(
 ) -> torch.Tensor: ...
 @overload
 def tree_to_tensor(
-    tree: dict[_K, npt.NDArray[Any]] | dict[_K, torch.Tensor],
+    tree: dict[KeyT, npt.NDArray[Any]] | dict[KeyT, torch.Tensor],
     /,
     *,
     dtype: DTypeLike | DtypePolicy | LeafDtypes = ...,
@@ -472,7 +472,7 @@ def tree_to_tensor(
     casting: Casting = ...,
     pin_memory: bool = ...,
     non_blocking: bool = ...,
-) -> dict[_K, torch.Tensor]: ...
+) -> dict[KeyT, torch.Tensor]: ...
 @overload
 def tree_to_tensor(
     tree: list[npt.NDArray[Any]] | list[torch.Tensor],
@@ -572,13 +572,13 @@ def tree_to_numpy(
 ) -> npt.NDArray[Any]: ...
 @overload
 def tree_to_numpy(
-    tree: dict[_K, npt.NDArray[Any]] | dict[_K, torch.Tensor],
+    tree: dict[KeyT, npt.NDArray[Any]] | dict[KeyT, torch.Tensor],
     /,
     *,
     dtype: DTypeLike | DtypePolicy | LeafDtypes = ...,
     copy: bool | None = ...,
     casting: Casting = ...,
-) -> dict[_K, npt.NDArray[Any]]: ...
+) -> dict[KeyT, npt.NDArray[Any]]: ...
 @overload
 def tree_to_numpy(
     tree: list[npt.NDArray[Any]] | list[torch.Tensor],
