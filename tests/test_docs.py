@@ -23,6 +23,8 @@ FENCE_LANGUAGES = {"python", "bash", "text"}
 CODE_SPAN = re.compile(r"`([^`]+)`")
 LONGEST_CODE_IN_A_CELL = 48  # characters: about a third of the content column
 COLUMN_PX = 690  # the content column of mkdocs-material at a desktop width
+# A code block shows about 82 characters in that column, then scrolls sideways.
+WIDEST_CODE_LINE = 80
 SMALLEST_FONT_PX = 11
 
 
@@ -38,6 +40,17 @@ def test_every_fence_is_python_bash_or_text(page: Path) -> None:
     assert set(_fences(text)) <= FENCE_LANGUAGES, _fences(text)
     # The examples test finds ```python at the start of a line only.
     assert not re.search(r"^ +```python", text, re.MULTILINE)
+
+
+@pytest.mark.parametrize("page", PAGES[1:], ids=lambda page: page.name)
+def test_code_blocks_fit_the_column(page: Path) -> None:
+    inside, wide = False, []
+    for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+        if line.lstrip().startswith("```"):
+            inside = not inside
+        elif inside and len(line) > WIDEST_CODE_LINE:
+            wide.append(f"line {number}: {len(line)} characters")
+    assert not wide, f"wrap these lines of code (the site cuts them off): {wide}"
 
 
 def test_every_page_is_in_the_navigation() -> None:
