@@ -241,11 +241,15 @@ def array_to_tensor(
     return host_copy(array, plan)
 
 
-def _numpy_faster(size: int, plan: Plan) -> bool:
-    """Whether NumPy beats torch's kernel for this size (see ``Plan.numpy_below``)."""
-    if size >= plan.numpy_below:
-        return False
-    return size < TORCH_GRAIN or size * threads() < 2 * plan.numpy_below
+def _torch_casts(size: int, plan: Plan) -> bool:
+    """Whether torch's kernel casts ``size`` elements of the plan's pair here.
+
+    It does where it beats NumPy at this size (see ``Plan.numpy_below``) and can
+    run in this process without hanging (``torch_threads_safe``).
+    """
+    if size < plan.numpy_below and (size < TORCH_GRAIN or size * threads() < 2 * plan.numpy_below):
+        return False  # NumPy is faster
+    return torch_threads_safe(size)
 
 
 def host_copy(array: npt.NDArray[Any], plan: Plan) -> torch.Tensor:
@@ -253,7 +257,7 @@ def host_copy(array: npt.NDArray[Any], plan: Plan) -> torch.Tensor:
     kernel, target = plan.kernel, plan.target
     if kernel == "torch":
         size = array.size
-        if not _numpy_faster(size, plan) and array.flags.writeable and torch_threads_safe(size):
+        if array.flags.writeable and _torch_casts(size, plan):
             try:
                 source = from_numpy(array)  # refuses other byte orders, strides and bit views
             except (TypeError, ValueError):
@@ -343,7 +347,7 @@ def cpu_cast(tensor: torch.Tensor, plan: Plan) -> torch.Tensor:
         if kernel == "numpy":
             return autograd_numpy_cast(tensor, plan.source, target)
         return torch_cast(tensor, target, False)  # recorded by autograd
-    if kernel != "numpy" and not _numpy_faster(size, plan) and torch_threads_safe(size):
+    if kernel != "numpy" and _torch_casts(size, plan):
         return torch_cast(tensor.detach(), target, size >= plan.huge_from)
     host = share_tensor(tensor.detach().resolve_conj().resolve_neg(), plan.source)
     return share_ndarray(numpy_cast(host, target, quiet=plan.quiet, direct=plan.direct), target)
@@ -555,7 +559,7 @@ def host_array(tensor: torch.Tensor, plan: Plan) -> npt.NDArray[Any]:
         return share_tensor(_torch_widened(tensor, target), target)
     if kernel == "torch" and target.bits_torch is None:
         size = tensor.numel()
-        if not _numpy_faster(size, plan) and torch_threads_safe(size):
+        if _torch_casts(size, plan):
             return share_tensor(torch_cast(tensor, target, size >= plan.huge_from), target)
     try:
         values = share_tensor(tensor, plan.source)
